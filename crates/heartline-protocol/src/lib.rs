@@ -1,0 +1,586 @@
+//! The Heartline wire protocol: JSON text frames, each an object tagged by its
+//! `socketType`, one enum per direction.
+//!
+//! The socket layer (`heartline`) relies on a few conventions that every frame
+//! here follows, so it can stay ignorant of chat and dashboards:
+//!
+//! - reliable client messages carry a client-chosen `id`; the server answers
+//!   each one it has durably handled with [`ServerMessage::Ack`] (again for a
+//!   re-sent `id`, without handling it twice);
+//! - messages of a resumable stream carry a `stream` key and a per-stream
+//!   `seq` (1, 2, 3, …); a subscription names the last `seq` it has seen in
+//!   `since` and the server sends what came after;
+//! - [`ClientMessage::Ping`] is answered by [`ServerMessage::Pong`] echoing the
+//!   sender's timestamp, so the client measures the round-trip time. The server
+//!   also answers the plain text frame `"ping"` with `"pong"`.
+//!
+//! ```
+//! use heartline_protocol::{ClientMessage, ServerMessage};
+//!
+//! let frame = r#"{"socketType":"ping","t":12.5}"#;
+//! let msg: ClientMessage = serde_json::from_str(frame).unwrap();
+//! assert_eq!(msg, ClientMessage::Ping { t: 12.5 });
+//!
+//! let reply = ServerMessage::Pong { t: 12.5 };
+//! assert_eq!(reply.to_json(), r#"{"socketType":"pong","t":12.5}"#);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted user name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+/// Longest accepted room name, in characters.
+pub const MAX_ROOM_CHARS: usize = 32;
+/// Longest chat message, in characters after trimming.
+pub const MAX_TEXT_CHARS: usize = 2000;
+/// Largest frame either side accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// The plain-text heartbeat some servers speak instead of JSON.
+pub const PLAIN_PING: &str = "ping";
+/// The plain-text reply to [`PLAIN_PING`].
+pub const PLAIN_PONG: &str = "pong";
+
+/// Close codes in the private 4000–4999 range used by Heartline.
+///
+/// ```
+/// assert_eq!(heartline_protocol::close_code::AUTH_REFUSED, 4001);
+/// ```
+pub mod close_code {
+    /// The client's own heartbeat found the link silent.
+    pub const HEARTBEAT_LOST: u16 = 4000;
+    /// `hello` was refused (bad name, bad token). Do not retry as is.
+    pub const AUTH_REFUSED: u16 = 4001;
+    /// Too many messages too fast.
+    pub const RATE_LIMITED: u16 = 4002;
+    /// The client broke the protocol beyond repair (e.g. no `hello`).
+    pub const PROTOCOL_ERROR: u16 = 4003;
+    /// The server is over a connection limit.
+    pub const TRY_AGAIN_LATER: u16 = 4004;
+    /// The server stopped answering in time (idle timeout on its side).
+    pub const IDLE_TIMEOUT: u16 = 4005;
+}
+
+/// Error codes carried by [`ServerMessage::Error`].
+///
+/// ```
+/// assert_eq!(heartline_protocol::error_code::BAD_JSON, "bad_json");
+/// ```
+pub mod error_code {
+    /// The frame was not valid JSON.
+    pub const BAD_JSON: &str = "bad_json";
+    /// The frame had no `socketType`, or one the server does not know.
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    /// A field failed validation (empty text, long room name, …).
+    pub const INVALID_FIELD: &str = "invalid_field";
+    /// The client is sending faster than allowed.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// The message needs a `hello` first.
+    pub const NOT_WELCOMED: &str = "not_welcomed";
+    /// A server-side limit was reached (rooms, subscriptions, …).
+    pub const LIMIT_REACHED: &str = "limit_reached";
+    /// The server failed to handle a valid message (e.g. storage error).
+    pub const INTERNAL: &str = "internal";
+}
+
+/// A frame sent by the client to the server.
+///
+/// ```
+/// use heartline_protocol::ClientMessage;
+/// let msg = ClientMessage::ChatSend {
+///     id: "c-1".into(),
+///     room: "lobby".into(),
+///     text: "hi".into(),
+/// };
+/// let json = msg.to_json();
+/// assert!(json.contains(r#""socketType":"chat.send""#));
+/// assert_eq!(serde_json::from_str::<ClientMessage>(&json).unwrap(), msg);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "socketType")]
+pub enum ClientMessage {
+    /// Heartbeat; `t` is the sender's clock in milliseconds, echoed in `pong`.
+    #[serde(rename = "ping")]
+    Ping {
+        /// Sender's timestamp (ms).
+        t: f64,
+    },
+    /// Greeting: who this is. Answered by `welcome`, or a close with
+    /// [`close_code::AUTH_REFUSED`].
+    #[serde(rename = "hello")]
+    Hello {
+        /// Display name, 1–32 characters, no control characters.
+        name: String,
+        /// A session token from an earlier `welcome`, to keep the identity.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Enter a room and receive its history after `since`, then live messages.
+    #[serde(rename = "join")]
+    Join {
+        /// Room name.
+        room: String,
+        /// Last `seq` already seen; `None` means "the recent history".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// Leave a room.
+    #[serde(rename = "leave")]
+    Leave {
+        /// Room name.
+        room: String,
+    },
+    /// Post a chat message. Reliable: acked by `ack {id}`.
+    #[serde(rename = "chat.send")]
+    ChatSend {
+        /// Client-chosen id, unique per session; re-sends reuse it.
+        id: String,
+        /// Room name.
+        room: String,
+        /// 1–2000 characters after trimming.
+        text: String,
+    },
+    /// "I am typing" in a room. Volatile: relayed, never stored.
+    #[serde(rename = "typing")]
+    Typing {
+        /// Room name.
+        room: String,
+    },
+    /// Start receiving `metrics.sample` frames.
+    #[serde(rename = "metrics.subscribe")]
+    MetricsSubscribe {
+        /// Wanted sampling interval in ms (clamped by the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interval_ms: Option<u64>,
+    },
+    /// Stop receiving `metrics.sample` frames.
+    #[serde(rename = "metrics.unsubscribe")]
+    MetricsUnsubscribe,
+}
+
+/// A frame sent by the server to the client.
+///
+/// ```
+/// use heartline_protocol::ServerMessage;
+/// let json = r#"{"socketType":"ack","id":"c-1"}"#;
+/// let msg: ServerMessage = serde_json::from_str(json).unwrap();
+/// assert_eq!(msg, ServerMessage::Ack { id: "c-1".into() });
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "socketType")]
+pub enum ServerMessage {
+    /// Reply to `ping`, echoing its timestamp.
+    #[serde(rename = "pong")]
+    Pong {
+        /// The timestamp the client sent.
+        t: f64,
+    },
+    /// `hello` accepted.
+    #[serde(rename = "welcome")]
+    Welcome {
+        /// This connection's session id.
+        session: String,
+        /// The accepted display name.
+        name: String,
+        /// A token to present in the next `hello` to keep this identity.
+        token: String,
+        /// Rooms that exist now.
+        rooms: Vec<String>,
+    },
+    /// A reliable client message was handled (stored, if it stores).
+    #[serde(rename = "ack")]
+    Ack {
+        /// The client's message id.
+        id: String,
+    },
+    /// A chat message in a room's stream.
+    #[serde(rename = "chat.message")]
+    ChatMessage(ChatMessage),
+    /// Sent after the history that answers a `join`: the room is live.
+    #[serde(rename = "joined")]
+    Joined {
+        /// Room name (also the stream key).
+        stream: String,
+        /// Highest `seq` in the room when the history was sent.
+        last_seq: u64,
+    },
+    /// Who is in a room now.
+    #[serde(rename = "presence")]
+    Presence {
+        /// Room name.
+        room: String,
+        /// Display names, sorted.
+        users: Vec<String>,
+    },
+    /// Someone is typing in a room.
+    #[serde(rename = "typing")]
+    Typing {
+        /// Room name.
+        room: String,
+        /// Display name of the typist.
+        from: String,
+    },
+    /// One reading of the host and the server.
+    #[serde(rename = "metrics.sample")]
+    MetricsSample(MetricsSample),
+    /// Something the client sent was refused; the connection stays usable
+    /// unless a close follows.
+    #[serde(rename = "error")]
+    Error {
+        /// One of [`error_code`].
+        code: String,
+        /// Human-readable explanation.
+        message: String,
+        /// The id of the reliable message this refers to, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+/// A stored chat message, as broadcast and as replayed from history.
+///
+/// ```
+/// use heartline_protocol::{ChatMessage, ServerMessage};
+/// let m = ChatMessage {
+///     stream: "lobby".into(),
+///     seq: 7,
+///     id: "c-1".into(),
+///     from: "ada".into(),
+///     text: "hello".into(),
+///     at: 1_700_000_000_000,
+/// };
+/// let json = ServerMessage::ChatMessage(m.clone()).to_json();
+/// assert!(json.contains(r#""seq":7"#));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Room name; the stream key the socket layer orders by.
+    pub stream: String,
+    /// Per-room sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// The sender's client message id.
+    pub id: String,
+    /// Sender's display name.
+    pub from: String,
+    /// Message text.
+    pub text: String,
+    /// Server time of storage, ms since the Unix epoch.
+    pub at: i64,
+}
+
+/// One sample of host and server metrics.
+///
+/// ```
+/// use heartline_protocol::MetricsSample;
+/// let s = MetricsSample::default();
+/// assert_eq!(s.cpu_per_core.len(), 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricsSample {
+    /// Server time of the reading, ms since the Unix epoch.
+    pub at: i64,
+    /// Total CPU use, percent (0–100).
+    pub cpu_total: f32,
+    /// CPU use per core, percent.
+    pub cpu_per_core: Vec<f32>,
+    /// Used memory, bytes.
+    pub mem_used: u64,
+    /// Total memory, bytes.
+    pub mem_total: u64,
+    /// Load averages over 1, 5 and 15 minutes.
+    pub load: [f64; 3],
+    /// Network bytes received per second, all interfaces.
+    pub net_rx_per_sec: u64,
+    /// Network bytes sent per second, all interfaces.
+    pub net_tx_per_sec: u64,
+    /// Open WebSocket connections.
+    pub connections: u64,
+    /// Frames received per second by the server.
+    pub messages_in_per_sec: f64,
+    /// Frames sent per second by the server.
+    pub messages_out_per_sec: f64,
+    /// Rooms that exist.
+    pub rooms: u64,
+    /// Server uptime, seconds.
+    pub uptime_secs: u64,
+}
+
+impl ClientMessage {
+    /// The frame's text: compact JSON.
+    ///
+    /// ```
+    /// use heartline_protocol::ClientMessage;
+    /// assert_eq!(
+    ///     ClientMessage::MetricsUnsubscribe.to_json(),
+    ///     r#"{"socketType":"metrics.unsubscribe"}"#
+    /// );
+    /// ```
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+}
+
+impl ServerMessage {
+    /// The frame's text: compact JSON.
+    ///
+    /// ```
+    /// use heartline_protocol::ServerMessage;
+    /// let json = ServerMessage::Ack { id: "x".into() }.to_json();
+    /// assert_eq!(json, r#"{"socketType":"ack","id":"x"}"#);
+    /// ```
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // These types hold only strings, numbers and sequences of them, which
+    // always serialize; the fallback keeps that fact out of callers' types.
+    serde_json::to_string(value).unwrap_or_else(|e| {
+        format!(r#"{{"socketType":"error","code":"internal","message":"{e}"}}"#)
+    })
+}
+
+/// Why a name, room or text was refused.
+///
+/// ```
+/// use heartline_protocol::{validate_name, FieldError};
+/// assert_eq!(validate_name(""), Err(FieldError::Empty("name")));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    /// Empty after trimming.
+    Empty(&'static str),
+    /// Longer than allowed (field, maximum characters).
+    TooLong(&'static str, usize),
+    /// Contains a control character.
+    ControlCharacter(&'static str),
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldError::Empty(field) => write!(f, "{field} must not be empty"),
+            FieldError::TooLong(field, max) => {
+                write!(f, "{field} must be at most {max} characters")
+            }
+            FieldError::ControlCharacter(field) => {
+                write!(f, "{field} must not contain control characters")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+fn validate_label(field: &'static str, value: &str, max: usize) -> Result<String, FieldError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(FieldError::Empty(field));
+    }
+    if trimmed.chars().count() > max {
+        return Err(FieldError::TooLong(field, max));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(FieldError::ControlCharacter(field));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Checks a display name and returns it trimmed.
+///
+/// ```
+/// use heartline_protocol::validate_name;
+/// assert_eq!(validate_name("  ada ").unwrap(), "ada");
+/// assert!(validate_name(&"x".repeat(33)).is_err());
+/// assert!(validate_name("a\u{7}b").is_err());
+/// ```
+pub fn validate_name(name: &str) -> Result<String, FieldError> {
+    validate_label("name", name, MAX_NAME_CHARS)
+}
+
+/// Checks a room name and returns it trimmed.
+///
+/// ```
+/// use heartline_protocol::validate_room;
+/// assert_eq!(validate_room("lobby").unwrap(), "lobby");
+/// assert!(validate_room("").is_err());
+/// ```
+pub fn validate_room(room: &str) -> Result<String, FieldError> {
+    validate_label("room", room, MAX_ROOM_CHARS)
+}
+
+/// Checks a chat text and returns it trimmed. Newlines and tabs are allowed,
+/// other control characters are not.
+///
+/// ```
+/// use heartline_protocol::validate_text;
+/// assert_eq!(validate_text(" hi\nthere ").unwrap(), "hi\nthere");
+/// assert!(validate_text("   ").is_err());
+/// assert!(validate_text(&"x".repeat(2001)).is_err());
+/// ```
+pub fn validate_text(text: &str) -> Result<String, FieldError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(FieldError::Empty("text"));
+    }
+    if trimmed.chars().count() > MAX_TEXT_CHARS {
+        return Err(FieldError::TooLong("text", MAX_TEXT_CHARS));
+    }
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(FieldError::ControlCharacter("text"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip_client(msg: ClientMessage) {
+        let json = msg.to_json();
+        let back: ClientMessage = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, msg, "{json}");
+    }
+
+    fn round_trip_server(msg: ServerMessage) {
+        let json = msg.to_json();
+        let back: ServerMessage = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, msg, "{json}");
+    }
+
+    #[test]
+    fn every_client_message_round_trips() {
+        for msg in [
+            ClientMessage::Ping { t: 1.5 },
+            ClientMessage::Hello {
+                name: "ada".into(),
+                token: None,
+            },
+            ClientMessage::Hello {
+                name: "ada".into(),
+                token: Some("tok".into()),
+            },
+            ClientMessage::Join {
+                room: "lobby".into(),
+                since: Some(3),
+            },
+            ClientMessage::Join {
+                room: "lobby".into(),
+                since: None,
+            },
+            ClientMessage::Leave {
+                room: "lobby".into(),
+            },
+            ClientMessage::ChatSend {
+                id: "c1".into(),
+                room: "lobby".into(),
+                text: "hi".into(),
+            },
+            ClientMessage::Typing {
+                room: "lobby".into(),
+            },
+            ClientMessage::MetricsSubscribe {
+                interval_ms: Some(500),
+            },
+            ClientMessage::MetricsUnsubscribe,
+        ] {
+            round_trip_client(msg);
+        }
+    }
+
+    #[test]
+    fn every_server_message_round_trips() {
+        for msg in [
+            ServerMessage::Pong { t: 2.0 },
+            ServerMessage::Welcome {
+                session: "s".into(),
+                name: "ada".into(),
+                token: "t".into(),
+                rooms: vec!["lobby".into()],
+            },
+            ServerMessage::Ack { id: "c1".into() },
+            ServerMessage::ChatMessage(ChatMessage {
+                stream: "lobby".into(),
+                seq: 1,
+                id: "c1".into(),
+                from: "ada".into(),
+                text: "hi".into(),
+                at: 5,
+            }),
+            ServerMessage::Joined {
+                stream: "lobby".into(),
+                last_seq: 9,
+            },
+            ServerMessage::Presence {
+                room: "lobby".into(),
+                users: vec!["ada".into()],
+            },
+            ServerMessage::Typing {
+                room: "lobby".into(),
+                from: "ada".into(),
+            },
+            ServerMessage::MetricsSample(MetricsSample {
+                cpu_per_core: vec![1.0, 2.0],
+                load: [0.5, 0.25, 0.125],
+                ..MetricsSample::default()
+            }),
+            ServerMessage::Error {
+                code: error_code::BAD_JSON.into(),
+                message: "nope".into(),
+                id: None,
+            },
+        ] {
+            round_trip_server(msg);
+        }
+    }
+
+    #[test]
+    fn wire_names_match_the_documented_protocol() {
+        let json = ClientMessage::Join {
+            room: "r".into(),
+            since: Some(4),
+        }
+        .to_json();
+        assert_eq!(json, r#"{"socketType":"join","room":"r","since":4}"#);
+        let json = ServerMessage::ChatMessage(ChatMessage {
+            stream: "r".into(),
+            seq: 2,
+            id: "i".into(),
+            from: "f".into(),
+            text: "t".into(),
+            at: 1,
+        })
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"socketType":"chat.message","stream":"r","seq":2,"id":"i","from":"f","text":"t","at":1}"#
+        );
+    }
+
+    #[test]
+    fn unknown_type_and_missing_tag_are_errors_not_panics() {
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"socketType":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"room":"x"}"#).is_err());
+        assert!(serde_json::from_str::<ServerMessage>("not json").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn chat_send_round_trips_any_text(id in ".{0,40}", room in ".{0,40}", text in ".{0,200}") {
+            round_trip_client(ClientMessage::ChatSend { id, room, text });
+        }
+
+        #[test]
+        fn validated_text_is_trimmed_and_bounded(text in ".{0,2100}") {
+            if let Ok(ok) = validate_text(&text) {
+                prop_assert_eq!(ok.trim(), ok.as_str());
+                prop_assert!(!ok.is_empty());
+                prop_assert!(ok.chars().count() <= MAX_TEXT_CHARS);
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Heartline: a resilient WebSocket layer for Yew.
+//!
+//! - [`core`]: a sans-IO state machine that holds every connection policy
+//!   (backoff, heartbeat, outbox, resume). It has no browser, timer or I/O
+//!   dependency and is tested natively with a virtual clock.
+//! - `yew` (feature `yew`): the browser driver and the hooks components use.
+
+pub mod core;
