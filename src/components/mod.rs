@@ -1,0 +1,3 @@
+//! Components of the app.
+
+pub mod connection_probe;
