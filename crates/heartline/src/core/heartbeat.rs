@@ -1,0 +1,78 @@
+//! Liveness state of the open link: last frame, the outstanding ping, and
+//! round-trip times.
+
+use serde_json::Value;
+
+use super::{HeartbeatStyle, Millis};
+
+/// A ping waiting for its reply (or for any frame, which proves life).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ping {
+    pub(crate) sent_at: Millis,
+    pub(crate) deadline: Millis,
+    /// A late timer already earned this ping one extension; the next
+    /// verdict is final.
+    pub(crate) extended: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Heartbeat {
+    /// When the last frame of any kind arrived (or the link opened).
+    pub(crate) last_inbound: Millis,
+    pub(crate) ping: Option<Ping>,
+    pub(crate) last_rtt: Option<Millis>,
+    /// EWMA in milliseconds, kept fractional so small samples still move it.
+    pub(crate) smoothed_rtt: Option<f64>,
+    /// Pings in a row that got no pong in time while the link still talked.
+    pub(crate) missed_in_row: u32,
+    /// Links closed as silent in a row, with no pong since.
+    pub(crate) losses_in_row: u32,
+}
+
+impl Heartbeat {
+    /// A new link: silence is measured from its opening.
+    pub(crate) fn on_open(&mut self, now: Millis) {
+        self.last_inbound = now;
+        self.ping = None;
+        self.missed_in_row = 0;
+    }
+
+    pub(crate) fn record_rtt(&mut self, rtt: Millis) {
+        self.last_rtt = Some(rtt);
+        let sample = rtt as f64;
+        self.smoothed_rtt = Some(match self.smoothed_rtt {
+            None => sample,
+            Some(s) => s + (sample - s) / 8.0,
+        });
+        self.ping = None;
+        self.missed_in_row = 0;
+        self.losses_in_row = 0;
+    }
+
+    pub(crate) fn smoothed_rtt_ms(&self) -> Option<Millis> {
+        self.smoothed_rtt.map(|s| s.round().max(0.0) as Millis)
+    }
+}
+
+/// The ping frame of `style` at time `now`, or `None` when disabled.
+pub(crate) fn ping_frame(style: &HeartbeatStyle, now: Millis) -> Option<String> {
+    match style {
+        HeartbeatStyle::Disabled => None,
+        HeartbeatStyle::Json => Some(format!(r#"{{"socketType":"ping","t":{now}}}"#)),
+        HeartbeatStyle::Text { ping, .. } => Some(ping.clone()),
+    }
+}
+
+/// The round-trip time a JSON pong proves: from its echoed `t` when it is a
+/// sane timestamp, else from when the outstanding ping left.
+pub(crate) fn json_pong_rtt(value: &Value, now: Millis, ping: Option<Ping>) -> Option<Millis> {
+    let echoed = value
+        .get("t")
+        .and_then(Value::as_f64)
+        .filter(|t| t.is_finite() && *t >= 0.0 && *t <= now as f64);
+    match (echoed, ping) {
+        (Some(t), _) => Some(now.saturating_sub(t as Millis)),
+        (None, Some(ping)) => Some(now.saturating_sub(ping.sent_at)),
+        (None, None) => None,
+    }
+}
