@@ -1,0 +1,250 @@
+//! Rooms in memory: who is in each (presence) and fan-out of chat messages,
+//! typing and presence to the members' send queues.
+//!
+//! Chat messages are published by the store's thread right after the commit
+//! that gave them their `seq`, in `seq` order, and a `join` registers its
+//! member on that same thread after queueing the history: so a member sees
+//! every message of a room exactly once and in order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use axum::extract::ws::Utf8Bytes;
+use heartline_protocol::{ChatMessage, ServerMessage};
+
+use crate::peer::{ConnId, Outbound, Peer};
+
+/// The rooms and their members.
+#[derive(Debug)]
+pub struct Hub {
+    inner: Mutex<BTreeMap<String, Room>>,
+    max_rooms: usize,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: HashMap<ConnId, Member>,
+}
+
+#[derive(Debug)]
+struct Member {
+    peer: Peer,
+    name: String,
+}
+
+/// A room could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many rooms (at most {0})")]
+pub struct TooManyRooms(pub usize);
+
+fn frame(msg: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(msg.to_json())
+}
+
+impl Hub {
+    /// An empty hub allowing `max_rooms` rooms.
+    pub fn new(max_rooms: usize) -> Self {
+        Hub {
+            inner: Mutex::new(BTreeMap::new()),
+            max_rooms,
+        }
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, BTreeMap<String, Room>> {
+        // A panic elsewhere must not take every room down with it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Room names, sorted.
+    pub fn room_names(&self) -> Vec<String> {
+        self.rooms().keys().cloned().collect()
+    }
+
+    /// How many rooms exist.
+    pub fn room_count(&self) -> usize {
+        self.rooms().len()
+    }
+
+    /// Whether a room exists.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.rooms().contains_key(room)
+    }
+
+    /// Adds a room known to exist (default or stored), ignoring the limit.
+    pub fn add_existing_room(&self, room: &str) {
+        self.rooms().entry(room.to_string()).or_default();
+    }
+
+    /// Creates a room unless it exists; refuses past the room limit.
+    /// Returns whether it was created.
+    pub fn create_room(&self, room: &str) -> Result<bool, TooManyRooms> {
+        let mut rooms = self.rooms();
+        if rooms.contains_key(room) {
+            return Ok(false);
+        }
+        if rooms.len() >= self.max_rooms {
+            return Err(TooManyRooms(self.max_rooms));
+        }
+        rooms.insert(room.to_string(), Room::default());
+        Ok(true)
+    }
+
+    /// Removes a room that has no members (undoes a failed creation).
+    pub fn remove_empty_room(&self, room: &str) {
+        let mut rooms = self.rooms();
+        if rooms.get(room).is_some_and(|r| r.members.is_empty()) {
+            rooms.remove(room);
+        }
+    }
+
+    /// Queues `frames` for `peer`, then makes it a member of `room`, in one
+    /// step. Returns false if the room does not exist or the peer's queue is
+    /// full (the peer is then being closed).
+    pub fn join(&self, room: &str, peer: &Peer, name: &str, frames: Vec<Utf8Bytes>) -> bool {
+        let mut rooms = self.rooms();
+        let Some(r) = rooms.get_mut(room) else {
+            return false;
+        };
+        if !peer.push(Outbound::Batch(frames)) {
+            return false;
+        }
+        r.members.insert(
+            peer.id,
+            Member {
+                peer: peer.clone(),
+                name: name.to_string(),
+            },
+        );
+        true
+    }
+
+    /// Removes a connection from a room. Returns whether it was a member.
+    pub fn leave(&self, room: &str, conn: ConnId) -> bool {
+        self.rooms()
+            .get_mut(room)
+            .is_some_and(|r| r.members.remove(&conn).is_some())
+    }
+
+    /// Removes a connection from every room; returns the rooms it was in.
+    pub fn leave_all(&self, conn: ConnId) -> Vec<String> {
+        let mut left = Vec::new();
+        for (name, room) in self.rooms().iter_mut() {
+            if room.members.remove(&conn).is_some() {
+                left.push(name.clone());
+            }
+        }
+        left
+    }
+
+    /// Whether a connection is a member of a room.
+    pub fn is_member(&self, room: &str, conn: ConnId) -> bool {
+        self.rooms()
+            .get(room)
+            .is_some_and(|r| r.members.contains_key(&conn))
+    }
+
+    /// Members' names in a room, sorted and without repeats (one person may
+    /// have several tabs open).
+    pub fn presence(&self, room: &str) -> Vec<String> {
+        self.rooms()
+            .get(room)
+            .map(|r| {
+                r.members
+                    .values()
+                    .map(|m| m.name.clone())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sends the room's current presence to all its members.
+    pub fn broadcast_presence(&self, room: &str) -> usize {
+        let users = self.presence(room);
+        let msg = frame(&ServerMessage::Presence {
+            room: room.to_string(),
+            users,
+        });
+        self.fan_out(room, None, &msg)
+    }
+
+    /// Sends a stored chat message to the members of its room.
+    pub fn publish(&self, msg: &ChatMessage) -> usize {
+        let room = msg.stream.clone();
+        let text = frame(&ServerMessage::ChatMessage(msg.clone()));
+        self.fan_out(&room, None, &text)
+    }
+
+    /// Relays "`from` is typing" to the other members of a room.
+    pub fn typing(&self, room: &str, sender: ConnId, from: &str) -> usize {
+        let text = frame(&ServerMessage::Typing {
+            room: room.to_string(),
+            from: from.to_string(),
+        });
+        self.fan_out(room, Some(sender), &text)
+    }
+
+    /// Queues `text` for every member except `skip`; returns how many got it.
+    fn fan_out(&self, room: &str, skip: Option<ConnId>, text: &Utf8Bytes) -> usize {
+        let rooms = self.rooms();
+        let Some(r) = rooms.get(room) else {
+            return 0;
+        };
+        r.members
+            .values()
+            .filter(|m| Some(m.peer.id) != skip)
+            .filter(|m| m.peer.push(Outbound::Text(text.clone())))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, watch};
+
+    fn peer(id: ConnId, queue: usize) -> (Peer, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let (ctl, _) = watch::channel(None);
+        (Peer::new(id, tx, Arc::new(ctl)), rx)
+    }
+
+    #[test]
+    fn room_limit_and_presence() {
+        let hub = Hub::new(2);
+        hub.add_existing_room("lobby");
+        assert_eq!(hub.create_room("a"), Ok(true));
+        assert_eq!(hub.create_room("a"), Ok(false));
+        assert_eq!(hub.create_room("b"), Err(TooManyRooms(2)));
+        let (p1, _r1) = peer(1, 8);
+        let (p2, _r2) = peer(2, 8);
+        let (p3, _r3) = peer(3, 8);
+        assert!(hub.join("lobby", &p1, "bo", vec![]));
+        assert!(hub.join("lobby", &p2, "al", vec![]));
+        assert!(hub.join("lobby", &p3, "al", vec![]));
+        assert!(!hub.join("nope", &p3, "al", vec![]));
+        assert_eq!(hub.presence("lobby"), vec!["al", "bo"]);
+        assert!(hub.leave("lobby", 1));
+        assert!(!hub.leave("lobby", 1));
+        assert_eq!(hub.leave_all(2), vec!["lobby".to_string()]);
+        assert_eq!(hub.presence("lobby"), vec!["al"]);
+    }
+
+    #[test]
+    fn a_full_queue_closes_only_the_slow_peer() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        let (slow, _slow_rx) = peer(1, 1);
+        let (fast, mut fast_rx) = peer(2, 8);
+        assert!(hub.join("r", &slow, "slow", vec![]));
+        assert!(hub.join("r", &fast, "fast", vec![]));
+        while fast_rx.try_recv().is_ok() {}
+        assert_eq!(hub.typing("r", 99, "x"), 1); // slow's queue is full now
+        assert!(slow.is_closing());
+        assert!(!fast.is_closing());
+        assert!(fast_rx.try_recv().is_ok());
+    }
+}

@@ -1,0 +1,307 @@
+//! Server configuration: command-line flags, each also read from a
+//! `HEARTLINE_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Every knob of the demo server. `Config::default()` is what the binary runs
+/// with when given no flags; tests start from it and shorten the intervals.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "heartline-server", version, about)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (see --ready-file).
+    #[arg(long, env = "HEARTLINE_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// SQLite database file for chat history; `:memory:` keeps it in memory.
+    #[arg(long, env = "HEARTLINE_DB", default_value = "heartline.db")]
+    pub db: String,
+
+    /// Directory of the built single-page app (trunk's `dist/`).
+    #[arg(long, env = "HEARTLINE_DIST", default_value = "dist")]
+    pub dist: PathBuf,
+
+    /// Once listening, write the bound address (e.g. `127.0.0.1:43125`) to this
+    /// file, so a script that started the server on port 0 can find it.
+    #[arg(long, env = "HEARTLINE_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Comma-separated allowed `Origin`s for `/ws`. An entry may end in `:*`
+    /// (any port) or be `*` (any origin). Default: the server's own origins
+    /// and trunk's dev server (http://127.0.0.1:8080, http://localhost:8080).
+    /// Requests without an `Origin` header (native clients) are always allowed.
+    #[arg(long, env = "HEARTLINE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+
+    /// Rooms that always exist.
+    #[arg(
+        long,
+        env = "HEARTLINE_ROOMS",
+        value_delimiter = ',',
+        default_value = "lobby,random,help"
+    )]
+    pub rooms: Vec<String>,
+
+    /// Interval between RFC 6455 Ping frames sent to each client, ms.
+    #[arg(long, env = "HEARTLINE_PING_INTERVAL_MS", default_value_t = 15_000)]
+    pub ping_interval_ms: u64,
+
+    /// A client that has sent nothing (not even a Pong) for this long is
+    /// dropped, ms.
+    #[arg(long, env = "HEARTLINE_IDLE_TIMEOUT_MS", default_value_t = 45_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Default and shortest interval between `metrics.sample` frames, ms.
+    #[arg(long, env = "HEARTLINE_METRICS_INTERVAL_MS", default_value_t = 1_000)]
+    pub metrics_interval_ms: u64,
+
+    /// Largest accepted WebSocket message, bytes; bigger ones close with 1009.
+    #[arg(long, env = "HEARTLINE_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Sustained frames per second allowed per connection (token bucket rate).
+    #[arg(long, env = "HEARTLINE_RATE", default_value_t = 20.0)]
+    pub rate: f64,
+
+    /// Frames a connection may send in a burst (token bucket capacity).
+    #[arg(long, env = "HEARTLINE_BURST", default_value_t = 40)]
+    pub burst: u32,
+
+    /// Open WebSocket connections allowed from one IP address.
+    #[arg(long, env = "HEARTLINE_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+
+    /// Open WebSocket connections allowed in total.
+    #[arg(long, env = "HEARTLINE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Rooms that may exist, the default ones included.
+    #[arg(long, env = "HEARTLINE_MAX_ROOMS", default_value_t = 100)]
+    pub max_rooms: usize,
+
+    /// Frames queued for one client before it counts as too slow and is
+    /// dropped (so it never stalls a room).
+    #[arg(long, env = "HEARTLINE_SEND_QUEUE", default_value_t = 512)]
+    pub send_queue: usize,
+
+    /// Messages replayed on `join` without `since`.
+    #[arg(long, env = "HEARTLINE_HISTORY_RECENT", default_value_t = 50)]
+    pub history_recent: usize,
+
+    /// Most messages replayed on `join` with `since` (the oldest missed first).
+    #[arg(long, env = "HEARTLINE_HISTORY_MAX", default_value_t = 1_000)]
+    pub history_max: usize,
+
+    /// On shutdown, how long to wait for clients to close, ms.
+    #[arg(long, env = "HEARTLINE_SHUTDOWN_GRACE_MS", default_value_t = 3_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // Parsing no arguments (and ignoring the environment is not possible
+        // with clap), so spell the defaults out once more; a unit test checks
+        // they match the flags'.
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            db: "heartline.db".into(),
+            dist: PathBuf::from("dist"),
+            ready_file: None,
+            allowed_origins: None,
+            rooms: vec!["lobby".into(), "random".into(), "help".into()],
+            ping_interval_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            metrics_interval_ms: 1_000,
+            max_frame_bytes: 64 * 1024,
+            rate: 20.0,
+            burst: 40,
+            max_connections_per_ip: 64,
+            max_connections: 10_000,
+            max_rooms: 100,
+            send_queue: 512,
+            history_recent: 50,
+            history_max: 1_000,
+            shutdown_grace_ms: 3_000,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for tests: an in-memory database, port 0 and short
+    /// intervals.
+    pub fn for_tests() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: ":memory:".into(),
+            ping_interval_ms: 200,
+            idle_timeout_ms: 2_000,
+            metrics_interval_ms: 100,
+            shutdown_grace_ms: 1_000,
+            ..Config::default()
+        }
+    }
+
+    /// Ping interval, at least 10 ms.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms.max(10))
+    }
+
+    /// Idle timeout, at least 10 ms.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.max(10))
+    }
+
+    /// Metrics interval, at least 50 ms (sampling costs a few /proc reads).
+    pub fn metrics_interval(&self) -> Duration {
+        Duration::from_millis(self.metrics_interval_ms.max(50))
+    }
+
+    /// Shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Which `Origin` headers may open `/ws`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPolicy {
+    rules: Vec<OriginRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OriginRule {
+    Any,
+    Exact(String),
+    /// `scheme://host:` — any port after it.
+    AnyPort(String),
+}
+
+impl OriginPolicy {
+    /// Builds the policy from explicit entries, or, when `entries` is `None`,
+    /// the default: the server's own origins for `local` plus trunk's dev
+    /// server on port 8080.
+    ///
+    /// ```
+    /// use heartline_server::config::OriginPolicy;
+    /// let p = OriginPolicy::new(Some(&["http://127.0.0.1:*".to_string()]), "127.0.0.1:1".parse().unwrap());
+    /// assert!(p.allows("http://127.0.0.1:5173"));
+    /// assert!(!p.allows("http://evil.example"));
+    /// ```
+    pub fn new(entries: Option<&[String]>, local: SocketAddr) -> Self {
+        let entries: Vec<String> = match entries {
+            Some(list) => list.to_vec(),
+            None => {
+                let port = local.port();
+                let mut list = vec![
+                    format!("http://{local}"),
+                    format!("http://localhost:{port}"),
+                    format!("http://127.0.0.1:{port}"),
+                    format!("http://[::1]:{port}"),
+                    "http://127.0.0.1:8080".to_string(),
+                    "http://localhost:8080".to_string(),
+                ];
+                list.dedup();
+                list
+            }
+        };
+        let rules = entries
+            .iter()
+            .map(|e| normalize(e))
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                if e == "*" {
+                    OriginRule::Any
+                } else if let Some(prefix) = e.strip_suffix('*') {
+                    OriginRule::AnyPort(prefix.to_string())
+                } else {
+                    OriginRule::Exact(e)
+                }
+            })
+            .collect();
+        OriginPolicy { rules }
+    }
+
+    /// Whether a browser page of this origin may connect.
+    pub fn allows(&self, origin: &str) -> bool {
+        let origin = normalize(origin);
+        self.rules.iter().any(|rule| match rule {
+            OriginRule::Any => true,
+            OriginRule::Exact(o) => *o == origin,
+            OriginRule::AnyPort(prefix) => origin
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())),
+        })
+    }
+}
+
+fn normalize(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_flags() {
+        let parsed = Config::try_parse_from(["heartline-server"]).unwrap();
+        let d = Config::default();
+        // Environment variables could change `parsed`; only compare when the
+        // test runs without them.
+        if std::env::vars().any(|(k, _)| k.starts_with("HEARTLINE_")) {
+            return;
+        }
+        assert_eq!(format!("{parsed:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = Config::try_parse_from([
+            "heartline-server",
+            "--addr",
+            "127.0.0.1:0",
+            "--allowed-origins",
+            "http://a:1,http://b:*",
+            "--rate",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(c.addr.port(), 0);
+        assert_eq!(
+            c.allowed_origins,
+            Some(vec!["http://a:1".to_string(), "http://b:*".to_string()])
+        );
+        assert_eq!(c.rate, 5.0);
+    }
+
+    #[test]
+    fn default_origins_are_own_and_trunk() {
+        let p = OriginPolicy::new(None, "127.0.0.1:4000".parse().unwrap());
+        assert!(p.allows("http://127.0.0.1:4000"));
+        assert!(p.allows("http://localhost:4000"));
+        assert!(p.allows("http://LOCALHOST:4000/"));
+        assert!(p.allows("http://127.0.0.1:8080"));
+        assert!(p.allows("http://localhost:8080"));
+        assert!(!p.allows("http://127.0.0.1:4001"));
+        assert!(!p.allows("https://evil.example"));
+        assert!(!p.allows("null"));
+    }
+
+    #[test]
+    fn wildcards() {
+        let any = OriginPolicy::new(Some(&["*".to_string()]), "127.0.0.1:1".parse().unwrap());
+        assert!(any.allows("http://whatever:9"));
+        let port = OriginPolicy::new(
+            Some(&["http://127.0.0.1:*".to_string()]),
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        assert!(port.allows("http://127.0.0.1:1234"));
+        assert!(!port.allows("http://127.0.0.1:"));
+        assert!(!port.allows("http://127.0.0.1:12.evil"));
+        assert!(!port.allows("http://127.0.0.10:80"));
+    }
+}

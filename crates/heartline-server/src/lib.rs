@@ -1,0 +1,106 @@
+//! The Heartline demo server: one port with `/ws` (chat with SQLite history,
+//! live host metrics, a hardened WebSocket endpoint), `/healthz` and the
+//! built single-page app.
+//!
+//! Tests and embedders mount [`app`] on any listener; [`serve`] adds what
+//! the binary does around it (connection addresses, graceful shutdown).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use heartline_server::{AppState, config::Config, serve};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let state = AppState::new(Config::for_tests(), listener.local_addr()?).await?;
+//! serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod chat;
+pub mod config;
+pub mod ids;
+pub mod limits;
+pub mod metrics;
+pub mod peer;
+pub mod state;
+pub mod static_files;
+pub mod store;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use state::AppState;
+
+/// The whole HTTP surface: `/ws`, `/healthz` and the SPA from `dist/`.
+///
+/// Connection limits per IP need the peer address: serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`serve`] does).
+pub fn app(state: AppState) -> Router {
+    let spa = static_files::router(&state.config().dist);
+    Router::new()
+        .route("/ws", get(ws::ws_handler))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+        .fallback_service(spa)
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
+        "connections": state.open_connections(),
+        "rooms": state.hub().room_count(),
+        "metrics_sampling": state.metrics().is_sampling(),
+        "metrics_samples": state.metrics().samples_taken(),
+        "uptime_secs": state.uptime().as_secs(),
+    }))
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves, then shuts down
+/// gracefully: stops accepting, closes every WebSocket with 1001, waits up
+/// to the configured grace for them to go, and checkpoints the database.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let signalled = state.clone();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing connections");
+            signalled.begin_shutdown();
+        })
+        .await?;
+    // Upgraded connections are no longer hyper's: wait for them here.
+    if !state
+        .wait_connections_closed(state.config().shutdown_grace())
+        .await
+    {
+        tracing::warn!(
+            open = state.open_connections(),
+            "connections still open after the grace period"
+        );
+    }
+    match state.store().checkpoint().await {
+        Ok(()) => tracing::info!("database flushed"),
+        Err(e) => tracing::error!(error = %e, "database flush failed"),
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
