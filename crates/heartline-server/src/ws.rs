@@ -238,7 +238,21 @@ impl SendLoop {
                 code: reason.code,
                 reason: Utf8Bytes::from(reason.reason),
             }));
-            let _ = tokio::time::timeout(CLOSE_GRACE, self.sink.send(frame)).await;
+            // What was queued before the close (acks, replies) goes first.
+            let drain_then_close = async {
+                let mut n = 0;
+                while n < MAX_WRITE_BATCH * 4 {
+                    match self.rx.try_recv() {
+                        Ok(out) => n += feed(&mut self.sink, out).await?,
+                        Err(_) => break,
+                    }
+                }
+                self.counters
+                    .frames_out
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.sink.send(frame).await
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, drain_then_close).await;
         }
     }
 
