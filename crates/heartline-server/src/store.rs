@@ -186,7 +186,7 @@ impl Store {
         .await
     }
 
-    /// Reads the history of `room` after `since` (or the `limit` most recent
+    /// Creates `room` if needed, reads its history after `since` (or the `limit` most recent
     /// messages when `since` is `None`) and hands it, with the room's last
     /// seq, to `handoff` on the store thread — after every earlier message was
     /// published and before any later one is. Returns what `handoff` returned.
@@ -388,7 +388,12 @@ fn handle(tx: &mut Transaction<'_>, req: Request) -> After {
             limit,
             handoff,
             reply: r,
-        } => match history(tx, &room, since, limit) {
+        } => match savepoint(tx, |c| {
+            // Joining is how users create rooms (the hub enforced the limit).
+            c.prepare_cached("INSERT OR IGNORE INTO rooms (name, created_at) VALUES (?1, ?2)")?
+                .execute(params![room, crate::now_ms()])?;
+            history(c, &room, since, limit)
+        }) {
             Ok((messages, last_seq)) => After::Reply(Box::new(move || {
                 let ok = handoff(messages, last_seq);
                 let _ = r.send(Ok(ok));
