@@ -7,18 +7,33 @@
 //! every message of a room exactly once and in order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use heartline_protocol::{ChatMessage, ServerMessage};
 
 use crate::peer::{ConnId, Outbound, Peer};
 
+/// Presence of a room is broadcast at most once per this window: a join
+/// storm in a room of N members would otherwise cost N² frames of N names.
+pub const PRESENCE_WINDOW: Duration = Duration::from_millis(250);
+
 /// The rooms and their members.
 #[derive(Debug)]
 pub struct Hub {
     inner: Mutex<BTreeMap<String, Room>>,
+    presence: Mutex<HashMap<String, Throttle>>,
     max_rooms: usize,
+}
+
+/// Per-room presence throttle: leading edge now, trailing edge once.
+#[derive(Debug)]
+struct Throttle {
+    last_sent: Instant,
+    pending: bool,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +61,7 @@ impl Hub {
     pub fn new(max_rooms: usize) -> Self {
         Hub {
             inner: Mutex::new(BTreeMap::new()),
+            presence: Mutex::new(HashMap::new()),
             max_rooms,
         }
     }
@@ -157,6 +173,61 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Presence of `room` changed: broadcast it now, or, if it was broadcast
+    /// less than [`PRESENCE_WINDOW`] ago, once at the end of the window (with
+    /// the list as it is then). A `joiner` gets it at once either way, so a
+    /// `join` is always answered by a `presence`. Needs a Tokio runtime.
+    pub fn presence_changed(self: &Arc<Self>, room: &str, joiner: Option<&Peer>) {
+        let now = Instant::now();
+        let send_now = {
+            let mut throttles = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
+            match throttles.get_mut(room) {
+                None => {
+                    throttles.insert(
+                        room.to_string(),
+                        Throttle {
+                            last_sent: now,
+                            pending: false,
+                        },
+                    );
+                    true
+                }
+                Some(t) if t.pending => false,
+                Some(t) if now.duration_since(t.last_sent) >= PRESENCE_WINDOW => {
+                    t.last_sent = now;
+                    true
+                }
+                Some(t) => {
+                    t.pending = true;
+                    let at = t.last_sent + PRESENCE_WINDOW;
+                    let (hub, room) = (self.clone(), room.to_string());
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at).await;
+                        if let Some(t) = hub
+                            .presence
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_mut(&room)
+                        {
+                            t.pending = false;
+                            t.last_sent = Instant::now();
+                        }
+                        hub.broadcast_presence(&room);
+                    });
+                    false
+                }
+            }
+        };
+        if send_now {
+            self.broadcast_presence(room);
+        } else if let Some(joiner) = joiner {
+            joiner.push(Outbound::Text(frame(&ServerMessage::Presence {
+                room: room.to_string(),
+                users: self.presence(room),
+            })));
+        }
     }
 
     /// Sends the room's current presence to all its members.

@@ -170,7 +170,7 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
     }
 
     for room in state.hub().leave_all(conn_id) {
-        state.hub().broadcast_presence(&room);
+        state.hub().presence_changed(&room, None);
     }
     state.metrics().unsubscribe(conn_id);
     counters.connections.fetch_sub(1, Ordering::Relaxed);
@@ -587,7 +587,7 @@ impl Session {
         });
         match self.state.store().join(&room, since, limit, handoff).await {
             Ok(true) => {
-                self.state.hub().broadcast_presence(&room);
+                self.state.hub().presence_changed(&room, Some(&self.peer));
             }
             Ok(false) => {}
             Err(e) => {
@@ -605,7 +605,7 @@ impl Session {
             return;
         };
         if self.state.hub().leave(&room, self.peer.id) {
-            self.state.hub().broadcast_presence(&room);
+            self.state.hub().presence_changed(&room, None);
         }
     }
 

@@ -181,8 +181,9 @@ pub async fn hello(ws: &mut Ws, name: &str, token: Option<&str>) -> Value {
     v
 }
 
-/// Joins `room`; returns the history frames and the `joined` frame (the
-/// presence frame that follows is consumed too).
+/// Joins `room`; returns the history frames and the `joined` frame, and
+/// consumes the `presence` of this room that follows. Presence and typing of
+/// other rooms that interleave are skipped.
 pub async fn join(ws: &mut Ws, room: &str, since: Option<u64>) -> (Vec<Value>, Value) {
     let mut msg = json!({"socketType": "join", "room": room});
     if let Some(since) = since {
@@ -193,13 +194,29 @@ pub async fn join(ws: &mut Ws, room: &str, since: Option<u64>) -> (Vec<Value>, V
     loop {
         let v = next_json(ws, WAIT).await;
         match v["socketType"].as_str() {
-            Some("chat.message") => history.push(v),
-            Some("joined") => {
-                let presence = next_json(ws, WAIT).await;
-                assert_eq!(presence["socketType"], "presence", "{presence}");
+            Some("chat.message") if v["stream"] == room => history.push(v),
+            Some("joined") if v["stream"] == room => {
+                next_presence(ws, room, None).await;
                 return (history, v);
             }
+            Some("presence" | "typing") => {}
             _ => panic!("unexpected frame during join: {v}"),
+        }
+    }
+}
+
+/// The next `presence` of `room` (listing `users`, if given), skipping other
+/// frames.
+pub async fn next_presence(ws: &mut Ws, room: &str, users: Option<&[&str]>) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let v = next_json(ws, left).await;
+        if v["socketType"] == "presence"
+            && v["room"] == room
+            && users.is_none_or(|users| v["users"] == json!(users))
+        {
+            return v;
         }
     }
 }
