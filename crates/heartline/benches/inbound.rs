@@ -38,9 +38,12 @@ fn open_connection(registry: &Registry) -> Connection {
     let mut conn = Connection::new(Config::default(), 1);
     conn.set_registry(Some(registry.clone()));
     conn.handle(0, Event::Start);
-    conn.handle(0, Event::Opened {
-        socket: SocketId(1),
-    });
+    conn.handle(
+        0,
+        Event::Opened {
+            socket: SocketId(1),
+        },
+    );
     conn
 }
 

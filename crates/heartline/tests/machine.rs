@@ -598,20 +598,41 @@ fn heartbeat_kills_a_silent_link_after_interval_plus_timeout_and_not_before() {
 
 #[test]
 fn any_inbound_frame_counts_as_life() {
-    let mut h = Harness::new(test_config());
+    let mut h = Harness::new(test_config()); // interval 10 s, timeout 5 s
     h.connect();
-    for t in (1_000..60_000).step_by(4_000) {
-        h.advance_to(t);
+    let mut pings = Vec::new();
+    for t in (1_000..120_000).step_by(4_000) {
+        let actions = h.advance_to(t);
+        pings.extend(frames(&actions).into_iter().map(|_| h.now));
         h.frame(r#"{"socketType":"presence","users":[]}"#);
     }
-    h.advance_to(60_000);
-    assert!(h.status().is_open());
-    let pings = h
-        .log
-        .iter()
-        .filter(|a| matches!(a, Action::SendFrame { text, .. } if text.contains("ping")))
-        .count();
-    assert_eq!(pings, 0, "a talking link needs no ping");
+    assert!(
+        h.status().is_open(),
+        "a talking link is never declared dead"
+    );
+    // Only round-trip samples, every third interval, never for liveness.
+    assert!(pings.iter().all(|t| *t >= 30_000), "{pings:?}");
+    assert_eq!(h.conn.stats().heartbeat_losses, 0);
+}
+
+#[test]
+fn a_talking_link_still_gets_round_trip_samples() {
+    let mut h = Harness::new(test_config());
+    h.connect();
+    let mut answered = 0;
+    for t in (1_000..100_000).step_by(1_000) {
+        let actions = h.advance_to(t);
+        for ping in frames(&actions) {
+            let value: serde_json::Value = serde_json::from_str(&ping).unwrap();
+            h.now += 40;
+            h.frame(&json!({"socketType":"pong","t":value["t"]}).to_string());
+            answered += 1;
+        }
+        h.frame(r#"{"socketType":"metrics.sample"}"#);
+    }
+    assert!(answered >= 3, "{answered}");
+    assert_eq!(h.conn.stats().last_rtt, Some(40));
+    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false });
 }
 
 #[test]
@@ -626,9 +647,15 @@ fn late_heartbeat_timer_does_not_kill_a_link_that_is_still_talking() {
     }
     h.now = 80_500;
     let actions = h.fire_now(TimerKind::Heartbeat);
-    assert!(frames(&actions).is_empty(), "no ping: the link just spoke");
     assert!(closes(&actions).is_empty());
+    // At most a round-trip sample goes out; the link keeps talking past its
+    // deadline and stays up.
+    for t in (81_000..=100_000).step_by(1_000) {
+        assert!(closes(&h.advance_to(t)).is_empty());
+        h.frame(r#"{"socketType":"metrics.sample"}"#);
+    }
     assert!(h.status().is_open());
+    assert_eq!(h.conn.stats().heartbeat_losses, 0);
 }
 
 #[test]
@@ -1298,4 +1325,30 @@ fn status_changes_are_emitted_once_per_change() {
             ConnectionStatus::Open { degraded: false }
         ]
     );
+}
+
+#[test]
+fn offline_while_open_probes_and_a_dead_link_waits_offline() {
+    let mut h = Harness::new(test_config()); // probe_timeout 2 s
+    h.connect();
+    h.now = 1_000;
+    let actions = h.event(Event::Offline);
+    assert_eq!(frames(&actions).len(), 1, "a probe, not a blind teardown");
+    assert!(h.status().is_open());
+    let actions = h.advance_to(3_000);
+    assert_eq!(closes(&actions), vec![(SocketId(1), CLOSE_HEARTBEAT_LOST)]);
+    assert_eq!(h.status(), ConnectionStatus::Offline);
+    assert_eq!(opens(&h.advance_to(100_000)), 0, "retries paused");
+    assert_eq!(opens(&h.event(Event::Online)), 1);
+}
+
+#[test]
+fn visible_after_a_throttled_reconnect_timer_connects_at_once() {
+    let mut h = Harness::new(test_config());
+    h.connect();
+    h.server_close(1006); // reconnect due at 1 s
+    h.event(Event::Hidden);
+    h.now = 50_000; // the timer never fired while hidden
+    let actions = h.event(Event::Visible);
+    assert_eq!(opens(&actions), 1);
 }

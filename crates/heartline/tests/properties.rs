@@ -183,18 +183,16 @@ impl World {
                 Action::Deliver(message) => {
                     self.registry.dispatch(message);
                 }
-                Action::MessageState { id, state } => {
-                    if state.is_final() {
-                        assert!(
-                            !self.outcome.contains_key(id),
-                            "{id} ended twice: {:?} then {state:?}",
-                            self.outcome[id]
-                        );
-                        if *state == DeliveryState::Acked {
-                            assert!(self.server_got.contains(id.as_str()), "{id} acked unsent");
-                        }
-                        self.outcome.insert(id.clone(), state.clone());
+                Action::MessageState { id, state } if state.is_final() => {
+                    assert!(
+                        !self.outcome.contains_key(id),
+                        "{id} ended twice: {:?} then {state:?}",
+                        self.outcome[id]
+                    );
+                    if *state == DeliveryState::Acked {
+                        assert!(self.server_got.contains(id.as_str()), "{id} acked unsent");
                     }
+                    self.outcome.insert(id.clone(), state.clone());
                 }
                 _ => {}
             }

@@ -5,6 +5,10 @@ use serde_json::Value;
 
 use super::{HeartbeatStyle, Millis};
 
+/// A talking link is pinged this many intervals after the last ping, only
+/// to measure the round-trip time.
+pub(crate) const RTT_REFRESH_INTERVALS: Millis = 3;
+
 /// A ping waiting for its reply (or for any frame, which proves life).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ping {
@@ -20,6 +24,8 @@ pub(crate) struct Heartbeat {
     /// When the last frame of any kind arrived (or the link opened).
     pub(crate) last_inbound: Millis,
     pub(crate) ping: Option<Ping>,
+    /// When the last ping left (or the link opened).
+    pub(crate) last_ping_at: Millis,
     pub(crate) last_rtt: Option<Millis>,
     /// EWMA in milliseconds, kept fractional so small samples still move it.
     pub(crate) smoothed_rtt: Option<f64>,
@@ -33,8 +39,23 @@ impl Heartbeat {
     /// A new link: silence is measured from its opening.
     pub(crate) fn on_open(&mut self, now: Millis) {
         self.last_inbound = now;
+        self.last_ping_at = now;
         self.ping = None;
         self.missed_in_row = 0;
+    }
+
+    /// When the next ping is due: after `interval` of silence (liveness), or
+    /// on a link that keeps talking, every [`RTT_REFRESH_INTERVALS`]
+    /// intervals to keep the round-trip time fresh (every interval while a
+    /// pong is missing, so a degraded flag can clear).
+    pub(crate) fn next_ping_due(&self, interval: Millis) -> Millis {
+        let silence_due = self.last_inbound.saturating_add(interval);
+        let refresh_every = if self.missed_in_row > 0 {
+            interval
+        } else {
+            interval.saturating_mul(RTT_REFRESH_INTERVALS)
+        };
+        silence_due.min(self.last_ping_at.saturating_add(refresh_every))
     }
 
     pub(crate) fn record_rtt(&mut self, rtt: Millis) {

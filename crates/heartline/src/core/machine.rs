@@ -332,6 +332,18 @@ pub enum RestoreError {
 
 /// Builds the greeting sent first on every open; called afresh for each
 /// attempt so an expired token is never reused. `None` sends no greeting.
+///
+/// ```
+/// use heartline::core::GreetingProvider;
+/// use serde_json::json;
+/// let token = std::rc::Rc::new(std::cell::RefCell::new(Some("t-1".to_owned())));
+/// let current = token.clone();
+/// let mut provider: GreetingProvider =
+///     Box::new(move || Some(json!({"socketType":"hello","name":"ada","token":current.borrow().clone()})));
+/// assert_eq!(provider().unwrap()["token"], "t-1");
+/// *token.borrow_mut() = Some("t-2".into()); // refreshed: the next attempt uses it
+/// assert_eq!(provider().unwrap()["token"], "t-2");
+/// ```
 pub type GreetingProvider = Box<dyn FnMut() -> Option<Value>>;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1332,10 +1344,7 @@ impl Connection {
             return; // the pong deadline decides
         }
         // Judge by real silence, not by how often this timer managed to fire.
-        let due = self
-            .heartbeat
-            .last_inbound
-            .saturating_add(self.config.heartbeat.interval);
+        let due = self.heartbeat.next_ping_due(self.config.heartbeat.interval);
         if now < due {
             self.set_timer(TimerKind::Heartbeat, due);
         } else {
@@ -1421,6 +1430,7 @@ impl Connection {
             return;
         };
         self.write(socket, text);
+        self.heartbeat.last_ping_at = now;
         let deadline = now.saturating_add(wait);
         self.heartbeat.ping = Some(Ping {
             sent_at: now,
@@ -1629,10 +1639,7 @@ impl Connection {
         {
             return;
         }
-        let at = self
-            .heartbeat
-            .last_inbound
-            .saturating_add(self.config.heartbeat.interval);
+        let at = self.heartbeat.next_ping_due(self.config.heartbeat.interval);
         self.set_timer(TimerKind::Heartbeat, at);
     }
 

@@ -9,6 +9,12 @@ use std::rc::{Rc, Weak};
 use super::Inbound;
 
 /// A message handler.
+///
+/// ```
+/// use heartline::core::{Handler, Inbound};
+/// let handler: Handler = std::rc::Rc::new(|msg: &Inbound| println!("{}", msg.socket_type));
+/// handler(&Inbound::parse(r#"{"socketType":"presence"}"#).unwrap());
+/// ```
 pub type Handler = Rc<dyn Fn(&Inbound)>;
 
 /// Types whose last message is remembered even without a handler, so a
