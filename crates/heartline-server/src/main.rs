@@ -1,5 +1,6 @@
 //! `heartline-server`: the demo server binary. See `--help`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use clap::Parser;
@@ -11,6 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
