@@ -102,9 +102,8 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        // Parsing no arguments (and ignoring the environment is not possible
-        // with clap), so spell the defaults out once more; a unit test checks
-        // they match the flags'.
+        // Not `Config::parse_from([])`: that would read HEARTLINE_* from the
+        // environment. A unit test checks these match the flags' defaults.
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
             db: "heartline.db".into(),

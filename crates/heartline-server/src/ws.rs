@@ -480,7 +480,11 @@ impl Session {
                 self.error(error_code::NOT_WELCOMED, "send hello first".into(), id)
                     .await;
             }
-            ClientMessage::Join { room, since } => self.join(&room, since).await,
+            // SQLite integers are i64: a larger `since` means "nothing missed".
+            ClientMessage::Join { room, since } => {
+                let since = since.map(|s| s.min(i64::MAX as u64));
+                self.join(&room, since).await;
+            }
             ClientMessage::Leave { room } => self.leave(&room).await,
             ClientMessage::ChatSend { id, room, text } => self.chat_send(id, &room, &text).await,
             ClientMessage::Typing { room } => self.typing(&room).await,

@@ -127,6 +127,18 @@ async fn everything_but_ping_needs_hello_first() {
     hello(&mut ws, "ada", None).await;
     let (_, joined) = join(&mut ws, "lobby", None).await;
     assert_eq!(joined["last_seq"], 0);
+    // Out-of-range numbers are handled, not stored or crashed on.
+    let (history, joined) = join(&mut ws, "lobby", Some(u64::MAX)).await;
+    assert!(history.is_empty());
+    assert_eq!(joined["last_seq"], 0);
+    send(
+        &mut ws,
+        json!({"socketType": "metrics.subscribe", "interval_ms": u64::MAX}),
+    )
+    .await;
+    send(&mut ws, json!({"socketType": "metrics.unsubscribe"})).await;
+    send(&mut ws, json!({"socketType": "ping", "t": 1e308})).await;
+    assert_eq!(next_of(&mut ws, "pong").await["t"], 1e308);
     server.stop().await;
 }
 
