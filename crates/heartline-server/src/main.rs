@@ -19,6 +19,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
+    if config.idle_timeout_ms <= config.ping_interval_ms {
+        // Browsers only answer Pings: with no Ping before the timeout, an
+        // idle but healthy tab would be dropped.
+        tracing::warn!(
+            idle_timeout_ms = config.idle_timeout_ms,
+            ping_interval_ms = config.ping_interval_ms,
+            "the idle timeout should be longer than the ping interval"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
     if !config.dist.join("index.html").is_file() {
