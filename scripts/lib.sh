@@ -126,6 +126,26 @@ start_server() {
   log "demo server on $SERVER_ADDR (pid $SERVER_PID)"
 }
 
+PROXY_PID=""
+PROXY_LISTEN=""
+PROXY_CONTROL=""
+
+# start_proxy LOGFILE UPSTREAM: starts the fault-injecting proxy in front of
+# UPSTREAM (host:port) on free loopback ports; sets PROXY_LISTEN,
+# PROXY_CONTROL and PROXY_PID.
+start_proxy() {
+  local logfile="$1" upstream="$2"
+  local ready
+  ready="$(mktemp -u "${TMPDIR:-/tmp}/heartline-proxy.XXXXXX")"
+  cargo build -q -p heartline-faultproxy
+  "${CARGO_TARGET_DIR:-$ROOT/target}/debug/heartline-faultproxy" --upstream "$upstream" --ready-file "$ready" >"$logfile" 2>&1 &
+  PROXY_PID=$!
+  wait_for_file "$ready" 60 "the fault proxy (log: $logfile)" "$PROXY_PID"
+  PROXY_LISTEN="$(sed -E 's/.*"listen":"([^"]+)".*/\1/' "$ready")"
+  PROXY_CONTROL="$(sed -E 's/.*"control":"([^"]+)".*/\1/' "$ready")"
+  log "fault proxy on $PROXY_LISTEN -> $upstream, control on $PROXY_CONTROL (pid $PROXY_PID)"
+}
+
 # wait_for_file PATH SECONDS WHAT [PID]: polls until PATH exists and is not
 # empty; fails early if PID died.
 wait_for_file() {

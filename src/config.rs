@@ -2,11 +2,12 @@
 
 /// The socket URL the app uses: `?ws=<url>` in the page address wins, then the
 /// `HEARTLINE_WS_URL` set at build time, then `/ws` on the page's own host (the
-/// demo server serves both, and `trunk serve` proxies `/ws` to it).
+/// demo server serves both, and `trunk serve` proxies `/ws` to it). Relative
+/// URLs are resolved by the socket provider.
 ///
 /// ```no_run
 /// let url = heartline_app::config::socket_url();
-/// assert!(url.starts_with("ws"));
+/// assert!(!url.is_empty());
 /// ```
 pub fn socket_url() -> String {
     let from_query = web_sys::window()
@@ -19,25 +20,7 @@ pub fn socket_url() -> String {
         })
         .and_then(|raw| js_sys::decode_uri_component(&raw).ok())
         .map(String::from);
-    let chosen = from_query
+    from_query
         .or_else(|| option_env!("HEARTLINE_WS_URL").map(str::to_owned))
-        .unwrap_or_else(|| "/ws".to_owned());
-    resolve_ws_url(&chosen)
-}
-
-/// Resolves a relative socket path (`/ws`) against the page, with `wss:` on an
-/// `https:` page and `ws:` otherwise; absolute `ws:`/`wss:` URLs pass through.
-pub fn resolve_ws_url(url: &str) -> String {
-    if url.starts_with("ws://") || url.starts_with("wss://") {
-        return url.to_owned();
-    }
-    let Some(location) = web_sys::window().map(|w| w.location()) else {
-        return url.to_owned();
-    };
-    let scheme = match location.protocol().as_deref() {
-        Ok("https:") => "wss:",
-        _ => "ws:",
-    };
-    let host = location.host().unwrap_or_default();
-    format!("{scheme}//{host}{url}")
+        .unwrap_or_else(|| "/ws".to_owned())
 }

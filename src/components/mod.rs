@@ -1,3 +1,3 @@
 //! Components of the app.
 
-pub mod connection_probe;
+pub mod connection_panel;

@@ -6,3 +6,6 @@
 //! - `yew` (feature `yew`): the browser driver and the hooks components use.
 
 pub mod core;
+
+#[cfg(feature = "yew")]
+pub mod yew;

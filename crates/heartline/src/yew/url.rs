@@ -21,7 +21,11 @@ pub fn resolve_socket_url(url: &str, page_protocol: &str, page_host: &str) -> St
     if let Some(rest) = url.strip_prefix("http://") {
         return format!("ws://{rest}");
     }
-    let scheme = if page_protocol == "https:" { "wss" } else { "ws" };
+    let scheme = if page_protocol == "https:" {
+        "wss"
+    } else {
+        "ws"
+    };
     let path = if url.starts_with('/') {
         url.to_owned()
     } else {

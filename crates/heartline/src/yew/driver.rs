@@ -1,0 +1,542 @@
+//! The browser driver: one WebSocket at a time, the core's timers, and the
+//! page's `online`/`offline`/`visibilitychange` signals, all fed to the
+//! sans-IO [`Connection`]. It owns every JS closure and listener it creates
+//! and drops them with the socket or the driver: nothing is leaked with
+//! `Closure::forget`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+
+use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
+use serde_json::Value;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, VisibilityState, WebSocket};
+use yew::Callback;
+
+use crate::core::{
+    Action, CancelError, Config, Connection, ConnectionStatus, DeliveryState, Event as CoreEvent,
+    FrameData, Inbound, MessageId, Millis, Registry, RestoreError, SendError, SendOptions,
+    SocketId, Stats, SubscriptionGuard, TimerKind,
+};
+
+use super::error::SocketError;
+
+/// What the driver tells the provider, which turns it into renderable state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Notice {
+    Status(ConnectionStatus),
+    Message(MessageId, DeliveryState),
+    Error(SocketError),
+}
+
+/// How many browser sockets a provider has created and how many are still
+/// alive (created and not yet closed and released). After any number of
+/// reconnects `live` is at most 1.
+///
+/// ```
+/// let counts = heartline::yew::SocketCounts { created: 21, live: 1 };
+/// assert!(counts.live <= 1);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketCounts {
+    /// Sockets opened since the provider mounted.
+    pub created: u32,
+    /// Sockets not yet closed and released.
+    pub live: u32,
+}
+
+/// The app's greeting builder, called afresh on every (re)connect.
+pub(crate) type GreetingCallback = Callback<(), Option<Value>>;
+
+pub(crate) struct Driver {
+    url: String,
+    core: RefCell<Connection>,
+    registry: Registry,
+    io: RefCell<Io>,
+    /// Work queued while the driver is busy: events first go through the
+    /// core, actions are carried out in order. A handler or callback that
+    /// calls back into the driver (to send, say) only queues.
+    events: RefCell<VecDeque<CoreEvent>>,
+    actions: RefCell<VecDeque<Action>>,
+    pumping: Cell<bool>,
+    notify: RefCell<Option<Callback<Notice>>>,
+    greeting: Rc<RefCell<Option<GreetingCallback>>>,
+    counts: Rc<Cell<SocketCounts>>,
+    weak_self: Weak<Driver>,
+}
+
+/// Drivers are compared by identity: the same connection or another one.
+impl PartialEq for Driver {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("url", &self.url)
+            .field("status", &self.core.borrow().status())
+            .field("counts", &self.counts.get())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Io {
+    socket: Option<BrowserSocket>,
+    timers: HashMap<TimerKind, Timeout>,
+    listeners: Vec<EventListener>,
+}
+
+/// Milliseconds since the epoch, the core's clock.
+fn now() -> Millis {
+    // Date.now() is a positive whole number of ms well inside u64.
+    js_sys::Date::now().max(0.0) as Millis
+}
+
+fn random_seed() -> u64 {
+    let high = (js_sys::Math::random() * f64::from(u32::MAX)) as u64;
+    let low = (js_sys::Math::random() * f64::from(u32::MAX)) as u64;
+    (high << 32) ^ low ^ now()
+}
+
+impl Driver {
+    pub(crate) fn new(url: String, config: Config) -> Rc<Driver> {
+        Rc::new_cyclic(|weak_self| {
+            let registry = Registry::new();
+            let mut core = Connection::new(config, random_seed());
+            core.set_registry(Some(registry.clone()));
+            let greeting: Rc<RefCell<Option<GreetingCallback>>> = Rc::default();
+            let provider = Rc::clone(&greeting);
+            core.set_greeting(Some(Box::new(move || {
+                provider.borrow().as_ref().and_then(|make| make.emit(()))
+            })));
+            Driver {
+                url,
+                core: RefCell::new(core),
+                registry,
+                io: RefCell::default(),
+                events: RefCell::default(),
+                actions: RefCell::default(),
+                pumping: Cell::new(false),
+                notify: RefCell::default(),
+                greeting,
+                counts: Rc::default(),
+                weak_self: weak_self.clone(),
+            }
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn set_greeting(&self, greeting: Option<GreetingCallback>) {
+        *self.greeting.borrow_mut() = greeting;
+    }
+
+    /// Starts listening to the page and connecting; `notify` receives every
+    /// status, message-state and error change.
+    pub(crate) fn start(&self, notify: Callback<Notice>) {
+        *self.notify.borrow_mut() = Some(notify);
+        self.listen_to_page();
+        if !web_socket_supported() {
+            self.feed(CoreEvent::Unsupported);
+            return;
+        }
+        self.feed(CoreEvent::Start);
+        if !navigator_online() {
+            self.feed(CoreEvent::Offline);
+        }
+    }
+
+    /// Closes the link on purpose and releases the socket, its closures,
+    /// every timer and listener. The driver stays usable (`start` again).
+    pub(crate) fn shutdown(&self) {
+        self.feed(CoreEvent::Stop);
+        let mut io = self.io.borrow_mut();
+        io.socket = None;
+        io.timers.clear();
+        io.listeners.clear();
+        drop(io);
+        *self.notify.borrow_mut() = None;
+    }
+
+    fn listen_to_page(&self) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let mut listeners = Vec::with_capacity(3);
+        let weak = self.weak_self.clone();
+        listeners.push(EventListener::new(&window, "online", move |_| {
+            feed_weak(&weak, CoreEvent::Online)
+        }));
+        let weak = self.weak_self.clone();
+        listeners.push(EventListener::new(&window, "offline", move |_| {
+            feed_weak(&weak, CoreEvent::Offline)
+        }));
+        if let Some(document) = window.document() {
+            let weak = self.weak_self.clone();
+            let doc = document.clone();
+            listeners.push(EventListener::new(
+                &document,
+                "visibilitychange",
+                move |_| {
+                    let event = if doc.visibility_state() == VisibilityState::Hidden {
+                        CoreEvent::Hidden
+                    } else {
+                        CoreEvent::Visible
+                    };
+                    feed_weak(&weak, event)
+                },
+            ));
+        }
+        self.io.borrow_mut().listeners = listeners;
+    }
+
+    pub(crate) fn feed(&self, event: CoreEvent) {
+        self.events.borrow_mut().push_back(event);
+        self.pump();
+    }
+
+    /// Runs queued actions, then queued events, until both are empty. Not
+    /// re-entrant: a nested call only queues, and the outer loop picks it up,
+    /// so actions are carried out in the order the core produced them and no
+    /// `RefCell` is borrowed while app code (handlers, callbacks) runs.
+    fn pump(&self) {
+        if self.pumping.replace(true) {
+            return;
+        }
+        loop {
+            let next_action = self.actions.borrow_mut().pop_front();
+            if let Some(action) = next_action {
+                self.perform(action);
+                continue;
+            }
+            let next_event = self.events.borrow_mut().pop_front();
+            let Some(event) = next_event else { break };
+            let produced = self.core.borrow_mut().handle(now(), event);
+            self.actions.borrow_mut().extend(produced);
+        }
+        self.pumping.set(false);
+    }
+
+    /// Queues what a core method (send, cancel, …) left to do, and does it.
+    fn flush_core(&self) {
+        let produced = self.core.borrow_mut().drain_actions();
+        self.actions.borrow_mut().extend(produced);
+        self.pump();
+    }
+
+    fn perform(&self, action: Action) {
+        match action {
+            Action::Open { socket } => self.open(socket),
+            Action::SendFrame { socket, text } => {
+                let failed = {
+                    let io = self.io.borrow();
+                    match &io.socket {
+                        Some(live) if live.id == socket => live.ws.send_with_str(&text).is_err(),
+                        // The core only writes to the socket it opened; a
+                        // mismatch means it is already gone.
+                        _ => false,
+                    }
+                };
+                if failed {
+                    self.events
+                        .borrow_mut()
+                        .push_back(CoreEvent::Error { socket });
+                }
+            }
+            Action::Close {
+                socket,
+                code,
+                reason,
+            } => {
+                let closing = {
+                    let mut io = self.io.borrow_mut();
+                    match &io.socket {
+                        Some(live) if live.id == socket => io.socket.take(),
+                        _ => None,
+                    }
+                };
+                if let Some(live) = closing {
+                    live.close(code, &reason);
+                }
+            }
+            Action::SetTimer { kind, at } => {
+                let delay = at.saturating_sub(now()).min(u64::from(u32::MAX)) as u32;
+                let weak = self.weak_self.clone();
+                let timeout = Timeout::new(delay, move || {
+                    if let Some(driver) = weak.upgrade() {
+                        driver.timer_fired(kind);
+                    }
+                });
+                // Replacing the entry drops (cancels) the pending timer.
+                self.io.borrow_mut().timers.insert(kind, timeout);
+            }
+            Action::CancelTimer(kind) => {
+                self.io.borrow_mut().timers.remove(&kind);
+            }
+            Action::Deliver(inbound) => {
+                self.registry.dispatch(&inbound);
+            }
+            Action::StatusChanged(status) => self.emit(Notice::Status(status)),
+            Action::MessageState { id, state } => self.emit(Notice::Message(id, state)),
+            Action::Report(report) => self.emit(Notice::Error(SocketError::Report(report))),
+        }
+    }
+
+    fn emit(&self, notice: Notice) {
+        let notify = self.notify.borrow().clone();
+        if let Some(notify) = notify {
+            notify.emit(notice);
+        }
+    }
+
+    pub(crate) fn report(&self, error: SocketError) {
+        self.emit(Notice::Error(error));
+    }
+
+    fn timer_fired(&self, kind: TimerKind) {
+        // The timeout has run; forget it so a later SetTimer starts afresh.
+        self.io.borrow_mut().timers.remove(&kind);
+        if kind == TimerKind::Flush {
+            // Tell the core what the browser really holds back.
+            let buffered = {
+                let io = self.io.borrow();
+                io.socket
+                    .as_ref()
+                    .map(|live| (live.id, u64::from(live.ws.buffered_amount())))
+            };
+            if let Some((socket, bytes)) = buffered {
+                self.feed(CoreEvent::BufferedAmount { socket, bytes });
+                return;
+            }
+        }
+        self.feed(CoreEvent::TimerFired(kind));
+    }
+
+    fn open(&self, socket: SocketId) {
+        // The core closes a socket before it opens the next; dropping any
+        // leftover here keeps "one socket at a time" true regardless.
+        let old = self.io.borrow_mut().socket.take();
+        drop(old);
+        match BrowserSocket::open(&self.url, socket, &self.weak_self, &self.counts) {
+            Ok(live) => self.io.borrow_mut().socket = Some(live),
+            Err(_) => {
+                // A URL the browser rejects outright fails like an attempt.
+                self.events
+                    .borrow_mut()
+                    .push_back(CoreEvent::Error { socket });
+            }
+        }
+    }
+
+    // --- the app-facing API, used by SocketHandle -------------------------
+
+    pub(crate) fn send(&self, value: Value, options: SendOptions) -> Result<MessageId, SendError> {
+        let result = self.core.borrow_mut().send(now(), value, options);
+        self.flush_core();
+        result
+    }
+
+    pub(crate) fn send_volatile(&self, value: Value) -> Result<(), SendError> {
+        let result = self.core.borrow_mut().send_volatile(value);
+        self.flush_core();
+        result
+    }
+
+    pub(crate) fn cancel(&self, id: &MessageId) -> Result<(), CancelError> {
+        let result = self.core.borrow_mut().cancel(id);
+        self.flush_core();
+        result
+    }
+
+    pub(crate) fn add_standing(
+        &self,
+        key: String,
+        value: Value,
+        resume_stream: Option<String>,
+    ) -> Result<(), SendError> {
+        let result = self
+            .core
+            .borrow_mut()
+            .add_standing(key, value, resume_stream);
+        self.flush_core();
+        result
+    }
+
+    pub(crate) fn remove_standing(&self, key: &str) -> Option<Value> {
+        let removed = self.core.borrow_mut().remove_standing(key);
+        self.flush_core();
+        removed
+    }
+
+    pub(crate) fn export_outbox(&self) -> String {
+        self.core.borrow().export_outbox()
+    }
+
+    pub(crate) fn restore_outbox(&self, json: &str) -> Result<Vec<MessageId>, RestoreError> {
+        let result = self.core.borrow_mut().restore_outbox(now(), json);
+        self.flush_core();
+        result
+    }
+
+    pub(crate) fn delivery_state(&self, id: &MessageId) -> Option<DeliveryState> {
+        self.core.borrow().delivery_state(id)
+    }
+
+    pub(crate) fn status(&self) -> ConnectionStatus {
+        self.core.borrow().status()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.core.borrow().stats()
+    }
+
+    pub(crate) fn counts(&self) -> SocketCounts {
+        self.counts.get()
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        socket_type: &str,
+        handler: crate::core::Handler,
+    ) -> SubscriptionGuard {
+        self.registry.subscribe(socket_type, handler)
+    }
+
+    pub(crate) fn last(&self, socket_type: &str) -> Option<Inbound> {
+        self.registry.last(socket_type)
+    }
+}
+
+fn feed_weak(weak: &Weak<Driver>, event: CoreEvent) {
+    if let Some(driver) = weak.upgrade() {
+        driver.feed(event);
+    }
+}
+
+fn web_socket_supported() -> bool {
+    web_sys::window()
+        .map(|w| js_sys::Reflect::has(&w, &"WebSocket".into()).unwrap_or(false))
+        .unwrap_or(false)
+}
+
+fn navigator_online() -> bool {
+    web_sys::window()
+        .map(|w| w.navigator().on_line())
+        .unwrap_or(true)
+}
+
+/// One browser WebSocket and the four closures it calls. Dropping it detaches
+/// the closures before they are freed and closes the socket if it is still
+/// connecting or open.
+struct BrowserSocket {
+    id: SocketId,
+    ws: WebSocket,
+    counts: Rc<Cell<SocketCounts>>,
+    _on_open: Closure<dyn FnMut(web_sys::Event)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+    _on_error: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl BrowserSocket {
+    fn open(
+        url: &str,
+        id: SocketId,
+        driver: &Weak<Driver>,
+        counts: &Rc<Cell<SocketCounts>>,
+    ) -> Result<BrowserSocket, wasm_bindgen::JsValue> {
+        let ws = WebSocket::new(url)?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+
+        let weak = driver.clone();
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            feed_weak(&weak, CoreEvent::Opened { socket: id })
+        });
+        let weak = driver.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let data = event.data();
+            let frame = if let Some(text) = data.as_string() {
+                FrameData::Text(text)
+            } else if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+                FrameData::Binary(buffer.byte_length() as usize)
+            } else {
+                FrameData::Binary(0)
+            };
+            feed_weak(
+                &weak,
+                CoreEvent::Frame {
+                    socket: id,
+                    data: frame,
+                },
+            )
+        });
+        let weak = driver.clone();
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            feed_weak(
+                &weak,
+                CoreEvent::Closed {
+                    socket: id,
+                    code: event.code(),
+                    reason: event.reason(),
+                    was_clean: event.was_clean(),
+                },
+            )
+        });
+        let weak = driver.clone();
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            feed_weak(&weak, CoreEvent::Error { socket: id })
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+
+        let mut c = counts.get();
+        c.created += 1;
+        c.live += 1;
+        counts.set(c);
+        Ok(BrowserSocket {
+            id,
+            ws,
+            counts: Rc::clone(counts),
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+            _on_error: on_error,
+        })
+    }
+
+    fn close(self, code: u16, reason: &str) {
+        // Browsers accept 1000 and 3000–4999 only; fall back to a plain close.
+        if self.ws.close_with_code_and_reason(code, reason).is_err() {
+            let _ = self.ws.close();
+        }
+        // Dropping `self` detaches the closures.
+    }
+}
+
+impl Drop for BrowserSocket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(None);
+        let state = self.ws.ready_state();
+        if state == WebSocket::CONNECTING || state == WebSocket::OPEN {
+            // Nobody is left to hear an error from close; ignoring it is all
+            // a destructor can do.
+            let _ = self.ws.close_with_code_and_reason(1000, "released");
+        }
+        let mut c = self.counts.get();
+        c.live = c.live.saturating_sub(1);
+        self.counts.set(c);
+    }
+}

@@ -1,0 +1,29 @@
+//! The browser half of the socket layer (feature `yew`): a thin driver that
+//! feeds the sans-IO [`core`](crate::core) from a real WebSocket, real timers
+//! and the page's `online`/`offline`/`visibilitychange` events, and the Yew
+//! API components use:
+//!
+//! - [`SocketProvider`]: owns one connection, shared through a context;
+//! - [`use_socket`]: send (reliable or volatile), follow a message's state,
+//!   status, stats, retry, close;
+//! - [`use_subscription`] / [`use_socket_handler`]: the callback registry
+//!   keyed by `socketType`, registered on mount and removed on unmount;
+//! - [`use_heartbeat`]: round-trip time and liveness;
+//! - [`ConnectionBanner`]: the connection's state for people.
+
+mod components;
+mod driver;
+mod error;
+mod hooks;
+mod provider;
+mod url;
+
+pub use components::{ConnectionBanner, ConnectionBannerProps};
+pub use driver::SocketCounts;
+pub use error::{NoProviderError, SocketError};
+pub use hooks::{
+    HeartbeatInfo, SocketHandle, SocketMessage, use_heartbeat, use_socket, use_socket_checked,
+    use_socket_handler, use_subscription,
+};
+pub use provider::{SocketProvider, SocketProviderProps};
+pub use url::{resolve_against_page, resolve_socket_url};

@@ -1,0 +1,37 @@
+//! The link at a glance: state, round-trip time and traffic counters.
+
+use heartline::yew::{use_heartbeat, use_socket};
+use yew::prelude::*;
+
+/// Shows the connection's state, its round-trip time and the socket layer's
+/// counters (refreshed every second by `use_heartbeat`).
+#[function_component(ConnectionPanel)]
+pub fn connection_panel() -> Html {
+    let socket = use_socket();
+    let beat = use_heartbeat();
+    let stats = socket.stats();
+    let status = socket.status();
+    let rtt = beat
+        .last_rtt
+        .map(|ms| format!("{ms} ms"))
+        .unwrap_or_else(|| "–".to_owned());
+    html! {
+        <section class="panel" aria-labelledby="connection-heading">
+            <h2 id="connection-heading">{ "Connection" }</h2>
+            <dl class="panel__facts">
+                <dt>{ "State" }</dt>
+                <dd class="panel__state" data-open={status.is_open().to_string()}>{ status.to_string() }</dd>
+                <dt>{ "Server" }</dt>
+                <dd><code>{ socket.url() }</code></dd>
+                <dt>{ "Round trip" }</dt>
+                <dd>{ rtt }</dd>
+                <dt>{ "Frames in / out" }</dt>
+                <dd>{ format!("{} / {}", stats.frames_in, stats.frames_out) }</dd>
+                <dt>{ "Reconnects" }</dt>
+                <dd>{ stats.reconnects }</dd>
+                <dt>{ "Waiting to send" }</dt>
+                <dd>{ stats.queued + stats.in_flight }</dd>
+            </dl>
+        </section>
+    }
+}

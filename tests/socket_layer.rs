@@ -1,0 +1,380 @@
+//! The socket layer in a real browser: `SocketProvider`, its hooks and the
+//! `ConnectionBanner`, against the real demo server and, for faults, the
+//! fault-injecting proxy in front of it (both started by scripts/test).
+//!
+//! Tests run one after another in one page and share the proxy: each one
+//! leaves it restored and destroys what it rendered.
+
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use std::time::Duration;
+
+use heartline::core::{
+    BackoffConfig, Config, DeliveryState, HeartbeatConfig, HeartbeatStyle, Jitter,
+};
+use heartline::yew::{NoProviderError, use_socket_checked};
+use serde_json::json;
+use support::*;
+use wasm_bindgen_test::*;
+use yew::prelude::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SHORT: Duration = Duration::from_secs(10);
+const LONG: Duration = Duration::from_secs(20);
+
+/// Quick retries so fault tests take seconds, not minutes.
+fn fast_config() -> Config {
+    Config {
+        backoff: BackoffConfig {
+            base: 100,
+            factor: 1.5,
+            cap: 500,
+            jitter: Jitter::Full,
+        },
+        max_retries: None,
+        connect_timeout: 2_000,
+        min_uptime: 500,
+        ..Config::default()
+    }
+}
+
+fn join(room: &str) -> serde_json::Value {
+    json!({"socketType": "join", "room": room})
+}
+
+fn chat(room: &str, text: &str) -> serde_json::Value {
+    json!({"socketType": "chat.send", "room": room, "text": text})
+}
+
+#[wasm_bindgen_test]
+async fn banner_goes_connecting_then_connected() {
+    proxy("restore").await;
+    let app = Mounted::new(server_ws_url(), fast_config(), false);
+    app.wait_for_status("open", SHORT).await;
+
+    let seen = app.probe.statuses.0.borrow().clone();
+    let connecting = seen.iter().position(|s| s == "connecting");
+    let open = seen.iter().position(|s| s == "open");
+    assert!(
+        matches!((connecting, open), (Some(c), Some(o)) if c < o),
+        "expected connecting before open, saw {seen:?}"
+    );
+    let text = text_of(&app.root, ".hl-banner__message").unwrap_or_default();
+    assert_eq!(text, "Connected");
+    assert_eq!(
+        attr_of(&app.root, ".hl-banner", "role").as_deref(),
+        Some("status")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn after_a_cut_the_banner_counts_down_then_reconnects() {
+    proxy("restore").await;
+    // A slower backoff, so the countdown is on screen long enough to read.
+    let config = Config {
+        backoff: BackoffConfig {
+            base: 1_500,
+            factor: 1.5,
+            cap: 3_000,
+            jitter: Jitter::None,
+        },
+        ..fast_config()
+    };
+    let app = Mounted::new(proxy_ws_url(), config, false);
+    app.wait_for_status("open", SHORT).await;
+
+    proxy("cut").await;
+    app.wait_for_status("reconnecting", SHORT).await;
+    let message = text_of(&app.root, ".hl-banner__message").unwrap_or_default();
+    assert!(
+        message.contains("Reconnecting (attempt"),
+        "banner said {message:?}"
+    );
+    let countdown = text_of(&app.root, ".hl-banner__countdown").unwrap_or_default();
+    assert!(
+        countdown.trim_start().starts_with("in ") && countdown.ends_with(" s"),
+        "countdown said {countdown:?}"
+    );
+    assert!(
+        text_of(&app.root, ".hl-banner__retry").is_some(),
+        "a Retry now button"
+    );
+
+    proxy("restore").await;
+    app.wait_for_status("open", LONG).await;
+    assert!(app.socket().stats().reconnects >= 1);
+}
+
+#[wasm_bindgen_test]
+async fn a_message_sent_while_cut_is_acked_once_after_restore() {
+    proxy("restore").await;
+    let room = unique("r");
+    let app = Mounted::new(proxy_ws_url(), fast_config(), true);
+    app.wait_for_status("open", SHORT).await;
+    app.socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+
+    proxy("cut").await;
+    let root = app.root.clone();
+    wait_until("the link to drop", SHORT, || {
+        banner_status(&root).as_deref() != Some("open")
+    })
+    .await;
+
+    let text = unique("typed while offline ");
+    let id = app.socket().send(chat(&room, &text)).expect("queued");
+    assert_eq!(app.socket().message_state(&id), Some(DeliveryState::Queued));
+    wait_until("the banner to count the waiting message", SHORT, || {
+        attr_of(&root, ".hl-banner", "data-waiting").as_deref() == Some("1")
+    })
+    .await;
+
+    proxy("restore").await;
+    wait_until("the message to be acked", LONG, || {
+        app.socket().message_state(&id) == Some(DeliveryState::Acked)
+    })
+    .await;
+    wait_until("our own message to come back", SHORT, || {
+        !app.probe.received_of("chat.message").is_empty()
+    })
+    .await;
+
+    // A fresh client reads the room's history: the message is there once.
+    let reader = Mounted::new(server_ws_url(), fast_config(), true);
+    reader.wait_for_status("open", SHORT).await;
+    reader
+        .socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+    wait_until("the history to end with `joined`", SHORT, || {
+        reader
+            .socket()
+            .last("joined")
+            .is_some_and(|m| m.value["stream"] == room.as_str())
+    })
+    .await;
+    let copies = reader
+        .probe
+        .received_of("chat.message")
+        .iter()
+        .filter(|m| m.value["text"] == text.as_str())
+        .count();
+    assert_eq!(copies, 1, "the server holds the message exactly once");
+    assert_eq!(
+        app.probe
+            .received_of("chat.message")
+            .iter()
+            .filter(|m| m.value["id"] == id.as_str())
+            .count(),
+        1,
+        "the sender saw its message broadcast once"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_stalled_link_is_declared_dead_and_recovers() {
+    proxy("restore").await;
+    let config = Config {
+        heartbeat: HeartbeatConfig {
+            interval: 300,
+            timeout: 600,
+            probe_timeout: 600,
+            ..HeartbeatConfig::default()
+        },
+        connect_timeout: 1_500,
+        ..fast_config()
+    };
+    let app = Mounted::new(proxy_ws_url(), config, false);
+    app.wait_for_status("open", SHORT).await;
+
+    // Half-open: nothing is closed, nothing gets through.
+    proxy("stall").await;
+    let root = app.root.clone();
+    wait_until("the silent link to be declared dead", SHORT, || {
+        banner_status(&root).as_deref() != Some("open")
+    })
+    .await;
+    assert!(
+        app.socket().stats().heartbeat_losses >= 1,
+        "the heartbeat, not a close, found it: {:?}",
+        app.socket().stats()
+    );
+
+    proxy("restore").await;
+    app.wait_for_status("open", LONG).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_subscription_stops_receiving_after_its_component_unmounts() {
+    proxy("restore").await;
+    let room = unique("r");
+    let config = fast_config();
+    let mut app = Mounted::new(server_ws_url(), config.clone(), true);
+    app.wait_for_status("open", SHORT).await;
+    app.socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+
+    app.socket().send(chat(&room, "first")).expect("sent");
+    wait_until("the listener to get the first message", SHORT, || {
+        app.probe.received_of("chat.message").len() == 1
+    })
+    .await;
+
+    app.set_listening(server_ws_url(), config, false);
+    let second = app.socket().send(chat(&room, "second")).expect("sent");
+    // The provider got it (its registry keeps the last message of a type)...
+    wait_until("the second message to arrive", SHORT, || {
+        app.socket()
+            .last("chat.message")
+            .is_some_and(|m| m.value["id"] == second.as_str())
+    })
+    .await;
+    // ...but the unmounted listener did not.
+    assert_eq!(app.probe.received_of("chat.message").len(), 1);
+}
+
+#[wasm_bindgen_test]
+async fn two_providers_with_different_urls_do_not_cross_talk() {
+    proxy("restore").await;
+    let room = unique("r");
+    let direct = Mounted::new(server_ws_url(), fast_config(), true);
+    let proxied = Mounted::new(proxy_ws_url(), fast_config(), true);
+    direct.wait_for_status("open", SHORT).await;
+    proxied.wait_for_status("open", SHORT).await;
+    assert_ne!(direct.socket().url(), proxied.socket().url());
+
+    direct
+        .socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+    let id = direct
+        .socket()
+        .send(chat(&room, "only for direct"))
+        .expect("sent");
+    wait_until("the direct provider to get its message", SHORT, || {
+        direct
+            .probe
+            .received_of("chat.message")
+            .iter()
+            .any(|m| m.value["id"] == id.as_str())
+    })
+    .await;
+    assert!(proxied.probe.received_of("chat.message").is_empty());
+    assert!(proxied.socket().last("chat.message").is_none());
+
+    // A fault on one link leaves the other alone.
+    proxy("cut").await;
+    let root = proxied.root.clone();
+    wait_until("the proxied provider to notice the cut", SHORT, || {
+        banner_status(&root).as_deref() != Some("open")
+    })
+    .await;
+    assert_eq!(direct.status().as_deref(), Some("open"));
+    proxy("restore").await;
+    proxied.wait_for_status("open", LONG).await;
+}
+
+#[function_component(OutsideAnyProvider)]
+fn outside_any_provider() -> Html {
+    match use_socket_checked() {
+        Ok(_) => html! { <p class="outcome">{ "found a provider" }</p> },
+        Err(error) => html! { <p class="outcome">{ error.to_string() }</p> },
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_hook_outside_a_provider_gives_the_documented_error() {
+    let root = mount_point();
+    let app = yew::Renderer::<OutsideAnyProvider>::with_root(root.clone()).render();
+    wait_until("the component to render", SHORT, || {
+        text_of(&root, ".outcome").is_some()
+    })
+    .await;
+    let text = text_of(&root, ".outcome").unwrap_or_default();
+    assert_eq!(text, NoProviderError.to_string());
+    assert!(text.contains("<SocketProvider>"), "{text}");
+    app.destroy();
+    root.remove();
+}
+
+#[wasm_bindgen_test]
+async fn the_plain_text_ping_pong_heartbeat_keeps_the_link_up() {
+    proxy("restore").await;
+    let config = Config {
+        heartbeat: HeartbeatConfig {
+            interval: 200,
+            timeout: 1_000,
+            style: HeartbeatStyle::Text {
+                ping: "ping".into(),
+                pong: "pong".into(),
+            },
+            ..HeartbeatConfig::default()
+        },
+        ..fast_config()
+    };
+    let app = Mounted::new(server_ws_url(), config, false);
+    app.wait_for_status("open", SHORT).await;
+    // Five round trips of text pings, each answered by a text "pong".
+    wait_until("five pongs", SHORT, || {
+        let stats = app.socket().stats();
+        stats.last_rtt.is_some() && stats.frames_in >= 6
+    })
+    .await;
+    let stats = app.socket().stats();
+    assert_eq!(stats.heartbeat_losses, 0, "{stats:?}");
+    assert_eq!(stats.reconnects, 0, "{stats:?}");
+    assert_eq!(
+        stats.invalid_frames, 0,
+        "a text pong is not an invalid frame: {stats:?}"
+    );
+    assert_eq!(app.status().as_deref(), Some("open"));
+}
+
+#[wasm_bindgen_test]
+async fn after_twenty_reconnects_the_page_holds_one_socket() {
+    proxy("restore").await;
+    let config = Config {
+        backoff: BackoffConfig {
+            base: 50,
+            factor: 1.5,
+            cap: 200,
+            jitter: Jitter::Full,
+        },
+        ..fast_config()
+    };
+    let app = Mounted::new(proxy_ws_url(), config, false);
+    app.wait_for_status("open", SHORT).await;
+    let root = app.root.clone();
+    for round in 1..=20 {
+        proxy("cut").await;
+        wait_until(&format!("round {round}: the link to drop"), SHORT, || {
+            banner_status(&root).as_deref() != Some("open")
+        })
+        .await;
+        proxy("restore").await;
+        app.wait_for_status("open", LONG).await;
+    }
+    let counts = app.socket().socket_counts();
+    assert!(counts.created >= 21, "{counts:?}");
+    assert_eq!(counts.live, 1, "{counts:?}");
+    assert!(app.socket().stats().reconnects >= 20);
+
+    // The proxy sees exactly one connection from this page.
+    let deadline = js_sys::Date::now() + 5_000.0;
+    loop {
+        let open = proxy_open_connections().await;
+        if open == 1 {
+            break;
+        }
+        assert!(
+            js_sys::Date::now() < deadline,
+            "proxy still holds {open} connections"
+        );
+        next_tick().await;
+    }
+}
