@@ -14,7 +14,7 @@ use std::time::Duration;
 use heartline::core::{
     BackoffConfig, Config, DeliveryState, HeartbeatConfig, HeartbeatStyle, Jitter,
 };
-use heartline::yew::{NoProviderError, use_socket_checked};
+use heartline::yew::{NoProviderError, SocketError, use_socket_checked};
 use serde_json::json;
 use support::*;
 use wasm_bindgen_test::*;
@@ -377,4 +377,42 @@ async fn after_twenty_reconnects_the_page_holds_one_socket() {
         );
         next_tick().await;
     }
+}
+
+#[wasm_bindgen_test]
+async fn typed_subscriptions_decode_and_a_mismatch_is_reported_not_thrown() {
+    proxy("restore").await;
+    let room = unique("r");
+    let app = Mounted::with_typed(server_ws_url(), fast_config(), false, true);
+    app.wait_for_status("open", SHORT).await;
+    app.socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+
+    wait_until("a decoded presence for our room", SHORT, || {
+        app.probe.presence.0.borrow().iter().any(|p| p.room == room)
+    })
+    .await;
+    let presence = app.probe.presence.0.borrow().clone();
+    let ours = presence.iter().find(|p| p.room == room).cloned();
+    assert_eq!(ours.map(|p| p.users.len()), Some(1), "{presence:?}");
+
+    wait_until("the decode failure to be reported", SHORT, || {
+        matches!(app.socket().last_error(), Some(SocketError::Decode { .. }))
+    })
+    .await;
+    let Some(SocketError::Decode {
+        socket_type,
+        message,
+    }) = app.socket().last_error()
+    else {
+        unreachable!("checked above");
+    };
+    assert_eq!(socket_type, "presence");
+    assert!(
+        message.contains("users") || message.contains("invalid type"),
+        "{message}"
+    );
+    // The link is unharmed.
+    assert_eq!(app.status().as_deref(), Some("open"));
 }

@@ -11,8 +11,10 @@ use std::time::Duration;
 use gloo_timers::future::TimeoutFuture;
 use heartline::core::{Config, Inbound};
 use heartline::yew::{
-    ConnectionBanner, SocketHandle, SocketProvider, use_socket, use_socket_handler,
+    ConnectionBanner, SocketHandle, SocketMessage, SocketProvider, use_socket, use_socket_handler,
+    use_subscription,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
 use web_sys::{Element, HtmlElement};
@@ -182,6 +184,8 @@ pub struct Probe {
     pub statuses: Slot<Vec<String>>,
     /// Messages received by the listener, if shown.
     pub received: Slot<Vec<Inbound>>,
+    /// `presence` messages received by the typed subscriber, if shown.
+    pub presence: Slot<Vec<Presence>>,
 }
 
 impl Probe {
@@ -219,6 +223,10 @@ pub struct HarnessProps {
     pub listening: bool,
     #[prop_or(AttrValue::from("chat.message"))]
     pub listen_to: AttrValue,
+    /// Mount typed `presence` subscribers: one that decodes, one whose type
+    /// does not match the wire format.
+    #[prop_or_default]
+    pub typed: bool,
 }
 
 /// A real provider with the banner, a probe that hands the socket handle to
@@ -234,6 +242,9 @@ pub fn harness(props: &HarnessProps) -> Html {
             <SocketProbe probe={props.probe.clone()} />
             if props.listening {
                 <Listener probe={props.probe.clone()} socket_type={props.listen_to.clone()} />
+            }
+            if props.typed {
+                <TypedListeners probe={props.probe.clone()} />
             }
         </SocketProvider>
     }
@@ -287,6 +298,41 @@ fn listener(props: &ListenerProps) -> Html {
     html! {}
 }
 
+/// The server's `presence` message, decoded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Presence {
+    pub room: String,
+    pub users: Vec<String>,
+}
+
+impl SocketMessage for Presence {
+    const SOCKET_TYPE: &'static str = "presence";
+}
+
+/// A type that claims `presence` but does not match it (`users` is a list on
+/// the wire): every message fails to decode.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MistypedPresence {
+    pub users: u32,
+}
+
+impl SocketMessage for MistypedPresence {
+    const SOCKET_TYPE: &'static str = "presence";
+}
+
+#[function_component(TypedListeners)]
+fn typed_listeners(props: &ListenerProbeProps) -> Html {
+    let presence = props.probe.presence.clone();
+    use_subscription::<Presence, _>(move |message| presence.0.borrow_mut().push(message));
+    use_subscription::<MistypedPresence, _>(|_| panic!("a mistyped message must not decode"));
+    html! {}
+}
+
+#[derive(Properties, PartialEq, Debug)]
+struct ListenerProbeProps {
+    probe: Probe,
+}
+
 /// A rendered harness; destroyed when dropped so no provider outlives its
 /// test (a leftover one would keep reconnecting through the shared proxy).
 pub struct Mounted {
@@ -297,6 +343,12 @@ pub struct Mounted {
 
 impl Mounted {
     pub fn new(url: &str, config: Config, listening: bool) -> Mounted {
+        Mounted::with_typed(url, config, listening, false)
+    }
+
+    /// Like [`Mounted::new`], optionally with the typed `presence`
+    /// subscribers.
+    pub fn with_typed(url: &str, config: Config, listening: bool, typed: bool) -> Mounted {
         let root = mount_point();
         let probe = Probe::default();
         let props = yew::props!(HarnessProps {
@@ -304,6 +356,7 @@ impl Mounted {
             config,
             probe: probe.clone(),
             listening,
+            typed,
         });
         let handle = yew::Renderer::<Harness>::with_root_and_props(root.clone(), props).render();
         Mounted {
