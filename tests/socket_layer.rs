@@ -71,6 +71,31 @@ async fn banner_goes_connecting_then_connected() {
 }
 
 #[wasm_bindgen_test]
+async fn the_connected_banner_hides_after_a_moment_and_stays_announced() {
+    proxy("restore").await;
+    let app = Mounted::mount(yew::props!(HarnessProps {
+        url: AttrValue::from(server_ws_url()),
+        config: fast_config(),
+        probe: Probe::default(),
+        banner_ms: 300,
+    }));
+    app.wait_for_status("open", SHORT).await;
+    let root = app.root.clone();
+    wait_until("the banner to hide", SHORT, || {
+        root.query_selector(".hl-banner[hidden]")
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    // Hidden, not removed: the live region stays in place for the next change.
+    assert_eq!(
+        attr_of(&root, ".hl-banner", "aria-live").as_deref(),
+        Some("polite")
+    );
+}
+
+#[wasm_bindgen_test]
 async fn after_a_cut_the_banner_counts_down_then_reconnects() {
     proxy("restore").await;
     // A slower backoff, so the countdown is on screen long enough to read.

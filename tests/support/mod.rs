@@ -227,6 +227,9 @@ pub struct HarnessProps {
     /// does not match the wire format.
     #[prop_or_default]
     pub typed: bool,
+    /// How long the banner shows "Connected".
+    #[prop_or(2_500)]
+    pub banner_ms: u32,
 }
 
 /// A real provider with the banner, a probe that hands the socket handle to
@@ -238,7 +241,7 @@ pub fn harness(props: &HarnessProps) -> Html {
         Callback::from(move |()| Some(json!({"socketType": "hello", "name": name.as_str()})));
     html! {
         <SocketProvider url={props.url.clone()} config={props.config.clone()} {greeting}>
-            <ConnectionBanner />
+            <ConnectionBanner connected_for_ms={props.banner_ms} />
             <SocketProbe probe={props.probe.clone()} />
             if props.listening {
                 <Listener probe={props.probe.clone()} socket_type={props.listen_to.clone()} />
@@ -349,15 +352,19 @@ impl Mounted {
     /// Like [`Mounted::new`], optionally with the typed `presence`
     /// subscribers.
     pub fn with_typed(url: &str, config: Config, listening: bool, typed: bool) -> Mounted {
-        let root = mount_point();
-        let probe = Probe::default();
-        let props = yew::props!(HarnessProps {
+        Mounted::mount(yew::props!(HarnessProps {
             url: AttrValue::from(url.to_owned()),
             config,
-            probe: probe.clone(),
+            probe: Probe::default(),
             listening,
             typed,
-        });
+        }))
+    }
+
+    /// Renders a harness with any props.
+    pub fn mount(props: HarnessProps) -> Mounted {
+        let root = mount_point();
+        let probe = props.probe.clone();
         let handle = yew::Renderer::<Harness>::with_root_and_props(root.clone(), props).render();
         Mounted {
             root,
