@@ -6,6 +6,9 @@
 # Source it; do not run it.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# CI may run with a bare environment; rustup, cargo and npm need a home.
+HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
 TOOLS_DIR="${HEARTLINE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/heartline}"
 export PATH="$HOME/.cargo/bin:$TOOLS_DIR/binaryen/node_modules/.bin:$PATH"
 
