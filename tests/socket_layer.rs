@@ -441,3 +441,41 @@ async fn typed_subscriptions_decode_and_a_mismatch_is_reported_not_thrown() {
     // The link is unharmed.
     assert_eq!(app.status().as_deref(), Some("open"));
 }
+
+fn fire_window_event(name: &str) {
+    let window = web_sys::window().expect("a window");
+    let event = web_sys::Event::new(name).expect("an event");
+    window.dispatch_event(&event).expect("dispatched");
+}
+
+#[wasm_bindgen_test]
+async fn offline_pauses_retries_and_online_reconnects_at_once() {
+    proxy("restore").await;
+    // A long backoff: only `online` can bring the link back quickly.
+    let config = Config {
+        backoff: BackoffConfig {
+            base: 60_000,
+            factor: 1.5,
+            cap: 60_000,
+            jitter: Jitter::None,
+        },
+        ..fast_config()
+    };
+    let app = Mounted::new(proxy_ws_url(), config, false);
+    app.wait_for_status("open", SHORT).await;
+
+    proxy("cut").await;
+    fire_window_event("offline");
+    app.wait_for_status("offline", SHORT).await;
+    let message = text_of(&app.root, ".hl-banner__message").unwrap_or_default();
+    assert!(message.contains("offline"), "banner said {message:?}");
+    let attempts = app.socket().stats().connect_attempts;
+
+    proxy("restore").await;
+    fire_window_event("online");
+    app.wait_for_status("open", SHORT).await;
+    assert!(
+        app.socket().stats().connect_attempts > attempts,
+        "online started a new attempt without waiting out the minute-long backoff"
+    );
+}
