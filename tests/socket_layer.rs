@@ -479,3 +479,90 @@ async fn offline_pauses_retries_and_online_reconnects_at_once() {
         "online started a new attempt without waiting out the minute-long backoff"
     );
 }
+
+fn stored(key: &str) -> Option<String> {
+    web_sys::window()
+        .and_then(|w| w.local_storage().ok().flatten())
+        .and_then(|storage| storage.get_item(key).ok().flatten())
+}
+
+#[wasm_bindgen_test]
+async fn unsent_messages_survive_a_reload_and_go_out_once() {
+    proxy("restore").await;
+    let room = unique("r");
+    let key = unique("heartline.test.outbox.");
+    let text = unique("typed before the reload ");
+
+    // First page: the link is cut, a message is typed, the page goes away.
+    let first = Mounted::mount(yew::props!(HarnessProps {
+        url: AttrValue::from(proxy_ws_url()),
+        config: fast_config(),
+        probe: Probe::default(),
+        persist_key: Some(AttrValue::from(key.clone())),
+    }));
+    first.wait_for_status("open", SHORT).await;
+    first
+        .socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+    wait_until("the room to be joined", SHORT, || {
+        first
+            .socket()
+            .last("joined")
+            .is_some_and(|m| m.value["stream"] == room.as_str())
+    })
+    .await;
+    proxy("cut").await;
+    let root = first.root.clone();
+    wait_until("the link to drop", SHORT, || {
+        banner_status(&root).as_deref() != Some("open")
+    })
+    .await;
+    let id = first.socket().send(chat(&room, &text)).expect("queued");
+    let saved = stored(&key).unwrap_or_default();
+    assert!(saved.contains(id.as_str()), "saved outbox: {saved:?}");
+    drop(first);
+    proxy("restore").await;
+
+    // Second page, same storage: the message goes out by itself, once.
+    let second = Mounted::mount(yew::props!(HarnessProps {
+        url: AttrValue::from(server_ws_url()),
+        config: fast_config(),
+        probe: Probe::default(),
+        listening: true,
+        persist_key: Some(AttrValue::from(key.clone())),
+    }));
+    second.wait_for_status("open", SHORT).await;
+    let acked = poll_until(SHORT, || {
+        second.socket().message_state(&id) == Some(DeliveryState::Acked)
+    })
+    .await;
+    assert!(
+        acked,
+        "the restored message was not acked: {:?}",
+        second.socket().message_state(&id)
+    );
+    wait_until("the saved outbox to be cleared", SHORT, || {
+        stored(&key).is_none()
+    })
+    .await;
+
+    second
+        .socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+    wait_until("the history to end with `joined`", SHORT, || {
+        second
+            .socket()
+            .last("joined")
+            .is_some_and(|m| m.value["stream"] == room.as_str())
+    })
+    .await;
+    let copies = second
+        .probe
+        .received_of("chat.message")
+        .iter()
+        .filter(|m| m.value["text"] == text.as_str())
+        .count();
+    assert_eq!(copies, 1, "the server holds the message exactly once");
+}

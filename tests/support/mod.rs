@@ -230,6 +230,9 @@ pub struct HarnessProps {
     /// How long the banner shows "Connected".
     #[prop_or(2_500)]
     pub banner_ms: u32,
+    /// localStorage key for unsent messages.
+    #[prop_or_default]
+    pub persist_key: Option<AttrValue>,
 }
 
 /// A real provider with the banner, a probe that hands the socket handle to
@@ -240,7 +243,12 @@ pub fn harness(props: &HarnessProps) -> Html {
     let greeting =
         Callback::from(move |()| Some(json!({"socketType": "hello", "name": name.as_str()})));
     html! {
-        <SocketProvider url={props.url.clone()} config={props.config.clone()} {greeting}>
+        <SocketProvider
+            url={props.url.clone()}
+            config={props.config.clone()}
+            {greeting}
+            persist_key={props.persist_key.clone()}
+        >
             <ConnectionBanner connected_for_ms={props.banner_ms} />
             <SocketProbe probe={props.probe.clone()} />
             if props.listening {

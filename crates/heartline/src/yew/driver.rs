@@ -386,6 +386,10 @@ impl Driver {
         result
     }
 
+    pub(crate) fn outbox_is_empty(&self) -> bool {
+        self.core.borrow().outbox_ids().is_empty()
+    }
+
     pub(crate) fn delivery_state(&self, id: &MessageId) -> Option<DeliveryState> {
         self.core.borrow().delivery_state(id)
     }

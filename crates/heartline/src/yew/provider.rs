@@ -1,6 +1,6 @@
 //! `<SocketProvider>`: owns one connection and shares it through a context.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -46,6 +46,13 @@ pub struct SocketProviderProps {
     /// Receives every frame the layer rejected and every decode failure.
     #[prop_or_default]
     pub on_error: Option<Callback<SocketError>>,
+    /// A localStorage key under which unsent messages are kept, so a reload
+    /// (or a crash) loses nothing typed: they are restored on mount and go out
+    /// once, with their original ids. `None` keeps them in memory only. For
+    /// the server to recognise a re-sent id after a reload, the greeting
+    /// must present the same identity (e.g. a token kept in localStorage).
+    #[prop_or_default]
+    pub persist_key: Option<AttrValue>,
     /// The components that use the socket.
     #[prop_or_default]
     pub children: Html,
@@ -57,7 +64,7 @@ pub(crate) struct SocketView {
     pub(crate) status: ConnectionStatus,
     pub(crate) messages: HashMap<MessageId, DeliveryState>,
     /// Finished (acked/failed) ids, oldest first, for forgetting.
-    finished: Vec<MessageId>,
+    finished: VecDeque<MessageId>,
     pub(crate) last_error: Option<SocketError>,
     /// Bumped on every change: consumers compare it instead of the maps.
     pub(crate) version: u64,
@@ -73,9 +80,10 @@ impl Reducible for SocketView {
             Notice::Status(status) => next.status = status,
             Notice::Message(id, state) => {
                 if state.is_final() {
-                    next.finished.push(id.clone());
-                    if next.finished.len() > REMEMBERED_MESSAGE_STATES {
-                        let forget = next.finished.remove(0);
+                    next.finished.push_back(id.clone());
+                    if next.finished.len() > REMEMBERED_MESSAGE_STATES
+                        && let Some(forget) = next.finished.pop_front()
+                    {
                         next.messages.remove(&forget);
                     }
                 }
@@ -143,25 +151,45 @@ pub fn socket_provider(props: &SocketProviderProps) -> Html {
         let dispatcher = view.dispatcher();
         let carried_outbox = carried_outbox.clone();
         let on_error = on_error.clone();
-        use_effect_with(Rc::clone(&*driver), move |driver| {
+        let deps = (Rc::clone(&*driver), props.persist_key.clone());
+        use_effect_with(deps, move |(driver, persist_key)| {
+            let weak = Rc::downgrade(driver);
+            let save_to = persist_key.clone();
             let notify = Callback::from(move |notice: Notice| {
-                if let Notice::Error(error) = &notice {
-                    let callback = on_error.borrow().clone();
-                    if let Some(callback) = callback {
-                        callback.emit(error.clone());
+                match &notice {
+                    Notice::Error(error) => {
+                        let callback = on_error.borrow().clone();
+                        if let Some(callback) = callback {
+                            callback.emit(error.clone());
+                        }
                     }
+                    // Every change of the outbox is saved at once: a reload
+                    // may come at any moment.
+                    Notice::Message(..) => {
+                        if let (Some(key), Some(driver)) = (&save_to, weak.upgrade()) {
+                            save_outbox(key, &driver);
+                        }
+                    }
+                    Notice::Status(_) => {}
                 }
                 dispatcher.dispatch(notice);
             });
             driver.start(notify);
+            // Unsent messages of the connection this one replaces, else those
+            // saved by an earlier page.
             let carried = carried_outbox.borrow_mut().take();
-            if let Some(Err(error)) = carried.map(|json| driver.restore_outbox(&json)) {
+            let saved = carried.or_else(|| persist_key.as_deref().and_then(load_outbox));
+            if let Some(Err(error)) = saved.map(|json| driver.restore_outbox(&json)) {
                 warn(&format!(
-                    "heartline: could not carry unsent messages over: {error}"
+                    "heartline: could not restore unsent messages: {error}"
                 ));
             }
             let driver = Rc::clone(driver);
+            let persist_key = persist_key.clone();
             move || {
+                if let Some(key) = &persist_key {
+                    save_outbox(key, &driver);
+                }
                 *carried_outbox.borrow_mut() = Some(driver.export_outbox());
                 driver.shutdown();
             }
@@ -177,6 +205,31 @@ pub fn socket_provider(props: &SocketProviderProps) -> Html {
         <ContextProvider<SocketContext> context={context}>
             { props.children.clone() }
         </ContextProvider<SocketContext>>
+    }
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
+}
+
+fn load_outbox(key: &str) -> Option<String> {
+    local_storage().and_then(|storage| storage.get_item(key).ok().flatten())
+}
+
+/// Writes the unsent messages under `key`, or removes the key when there are
+/// none. Storage may be full or disabled (private mode): the messages then
+/// live in memory only, which is said once per failure in the console.
+fn save_outbox(key: &str, driver: &Driver) {
+    let Some(storage) = local_storage() else {
+        return;
+    };
+    let result = if driver.outbox_is_empty() {
+        storage.remove_item(key)
+    } else {
+        storage.set_item(key, &driver.export_outbox())
+    };
+    if result.is_err() {
+        warn("heartline: could not save unsent messages to localStorage");
     }
 }
 
