@@ -171,30 +171,14 @@ async fn a_message_sent_while_cut_is_acked_once_after_restore() {
     // A fresh client reads the room's history: the message is there once.
     let reader = Mounted::new(server_ws_url(), fast_config(), true);
     reader.wait_for_status("open", SHORT).await;
-    reader
-        .socket()
-        .add_standing("room", join(&room), Some(room.clone()))
-        .expect("join registered");
-    wait_until("the history to end with `joined`", SHORT, || {
-        reader
-            .socket()
-            .last("joined")
-            .is_some_and(|m| m.value["stream"] == room.as_str())
-    })
-    .await;
-    let copies = reader
-        .probe
-        .received_of("chat.message")
-        .iter()
-        .filter(|m| m.value["text"] == text.as_str())
-        .count();
-    assert_eq!(copies, 1, "the server holds the message exactly once");
+    reader.join_and_read_history(&room).await;
     assert_eq!(
-        app.probe
-            .received_of("chat.message")
-            .iter()
-            .filter(|m| m.value["id"] == id.as_str())
-            .count(),
+        reader.chat_messages_with("text", &text),
+        1,
+        "the server holds the message exactly once"
+    );
+    assert_eq!(
+        app.chat_messages_with("id", id.as_str()),
         1,
         "the sender saw its message broadcast once"
     );
@@ -501,17 +485,7 @@ async fn unsent_messages_survive_a_reload_and_go_out_once() {
         persist_key: Some(AttrValue::from(key.clone())),
     }));
     first.wait_for_status("open", SHORT).await;
-    first
-        .socket()
-        .add_standing("room", join(&room), Some(room.clone()))
-        .expect("join registered");
-    wait_until("the room to be joined", SHORT, || {
-        first
-            .socket()
-            .last("joined")
-            .is_some_and(|m| m.value["stream"] == room.as_str())
-    })
-    .await;
+    first.join_and_read_history(&room).await;
     proxy("cut").await;
     let root = first.root.clone();
     wait_until("the link to drop", SHORT, || {
@@ -547,22 +521,10 @@ async fn unsent_messages_survive_a_reload_and_go_out_once() {
     })
     .await;
 
-    second
-        .socket()
-        .add_standing("room", join(&room), Some(room.clone()))
-        .expect("join registered");
-    wait_until("the history to end with `joined`", SHORT, || {
-        second
-            .socket()
-            .last("joined")
-            .is_some_and(|m| m.value["stream"] == room.as_str())
-    })
-    .await;
-    let copies = second
-        .probe
-        .received_of("chat.message")
-        .iter()
-        .filter(|m| m.value["text"] == text.as_str())
-        .count();
-    assert_eq!(copies, 1, "the server holds the message exactly once");
+    second.join_and_read_history(&room).await;
+    assert_eq!(
+        second.chat_messages_with("text", &text),
+        1,
+        "the server holds the message exactly once"
+    );
 }

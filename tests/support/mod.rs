@@ -93,6 +93,9 @@ pub fn mount_point() -> Element {
     div
 }
 
+/// How long helpers wait for the server.
+const SHORT_WAIT: Duration = Duration::from_secs(10);
+
 /// Polls `condition` every 20 ms until it holds, or panics with `what` after
 /// `timeout`.
 pub async fn wait_until(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
@@ -396,6 +399,33 @@ impl Mounted {
 
     pub fn socket(&self) -> SocketHandle {
         self.probe.socket()
+    }
+
+    /// Joins `room` as a standing subscription and waits for the server's
+    /// `joined`, which follows the room's history.
+    pub async fn join_and_read_history(&self, room: &str) {
+        self.socket()
+            .add_standing(
+                "room",
+                json!({"socketType": "join", "room": room}),
+                Some(room.to_owned()),
+            )
+            .expect("join registered");
+        wait_until("the history to end with `joined`", SHORT_WAIT, || {
+            self.socket()
+                .last("joined")
+                .is_some_and(|m| m.value["stream"] == room)
+        })
+        .await;
+    }
+
+    /// How many `chat.message`s the listener got whose `field` is `value`.
+    pub fn chat_messages_with(&self, field: &str, value: &str) -> usize {
+        self.probe
+            .received_of("chat.message")
+            .iter()
+            .filter(|m| m.value[field] == value)
+            .count()
     }
 
     pub fn status(&self) -> Option<String> {
