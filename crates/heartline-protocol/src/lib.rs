@@ -4,15 +4,26 @@
 //! The socket layer (`heartline`) relies on a few conventions that every frame
 //! here follows, so it can stay ignorant of chat and dashboards:
 //!
-//! - reliable client messages carry a client-chosen `id`; the server answers
-//!   each one it has durably handled with [`ServerMessage::Ack`] (again for a
-//!   re-sent `id`, without handling it twice);
-//! - messages of a resumable stream carry a `stream` key and a per-stream
-//!   `seq` (1, 2, 3, …); a subscription names the last `seq` it has seen in
-//!   `since` and the server sends what came after;
+//! - any client message may carry a client-chosen `id` (the socket layer sets
+//!   it on every reliable send, whatever the type). The server answers each
+//!   one, once handled, with [`ServerMessage::Ack`], or refuses it with
+//!   [`ServerMessage::Error`] naming the `id`. A re-sent `id` is acked again
+//!   without being handled twice. A refusal with
+//!   [`error_code::RATE_LIMITED`] carries `retry_after_ms`: the message was
+//!   not handled and is to be sent again after that wait; any other refusal
+//!   is final. [`message_id`] reads the `id` of any frame;
+//! - messages of a resumable stream carry a `stream` key, an `epoch` and a
+//!   per-stream `seq` (1, 2, 3, … without gaps within one epoch); a
+//!   subscription names the last `seq` it has seen in `since` (with its
+//!   `epoch`) and the server sends what came after. A new epoch means the
+//!   stream started over: the client resets its position;
 //! - [`ClientMessage::Ping`] is answered by [`ServerMessage::Pong`] echoing the
 //!   sender's timestamp, so the client measures the round-trip time. The server
-//!   also answers the plain text frame `"ping"` with `"pong"`.
+//!   also answers the plain text frame `"ping"` with `"pong"`;
+//! - [`ServerMessage::Limits`] comes first on every connection: the rate and
+//!   burst of the server's per-connection token bucket, so a client paces
+//!   itself under them;
+//! - close codes 4001 and 4003 ([`close_code`]) are final: do not reconnect.
 //!
 //! ```
 //! use heartline_protocol::{ClientMessage, ServerMessage};
@@ -122,6 +133,11 @@ pub enum ClientMessage {
         /// Last `seq` already seen; `None` means "the recent history".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
+        /// The stream epoch `since` belongs to. When the room's epoch is
+        /// another one (its history started over), `since` is ignored and
+        /// the recent history is sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     /// Leave a room.
     #[serde(rename = "leave")]
@@ -174,6 +190,17 @@ pub enum ServerMessage {
         /// The timestamp the client sent.
         t: f64,
     },
+    /// The server's per-connection limits, sent first on every connection so
+    /// a client can pace itself under them (no `rate_limited` refusals).
+    #[serde(rename = "limits")]
+    Limits {
+        /// Frames per second allowed, sustained (token bucket rate).
+        rate: f64,
+        /// Frames allowed in one burst (token bucket capacity).
+        burst: u32,
+        /// Largest frame accepted, in bytes.
+        max_frame_bytes: usize,
+    },
     /// `hello` accepted.
     #[serde(rename = "welcome")]
     Welcome {
@@ -202,6 +229,8 @@ pub enum ServerMessage {
         stream: String,
         /// Highest `seq` in the room when the history was sent.
         last_seq: u64,
+        /// The room's stream epoch (see [`ChatMessage::epoch`]).
+        epoch: u64,
     },
     /// Who is in a room now.
     #[serde(rename = "presence")]
@@ -230,9 +259,13 @@ pub enum ServerMessage {
         code: String,
         /// Human-readable explanation.
         message: String,
-        /// The id of the reliable message this refers to, if any.
+        /// The id of the client message this refers to, if it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// With [`error_code::RATE_LIMITED`]: wait this long, then send the
+        /// message again (it was not handled).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -242,6 +275,7 @@ pub enum ServerMessage {
 /// use heartline_protocol::{ChatMessage, ServerMessage};
 /// let m = ChatMessage {
 ///     stream: "lobby".into(),
+///     epoch: 1,
 ///     seq: 7,
 ///     id: "c-1".into(),
 ///     from: "ada".into(),
@@ -255,7 +289,12 @@ pub enum ServerMessage {
 pub struct ChatMessage {
     /// Room name; the stream key the socket layer orders by.
     pub stream: String,
-    /// Per-room sequence number, from 1, without gaps.
+    /// Identifies one run of the room's history: it changes when the
+    /// history starts over (room expired and created again, database
+    /// wiped), so `seq` 1 of a new epoch is not mistaken for a duplicate.
+    /// At most 2^53 - 1, so JavaScript reads it exactly.
+    pub epoch: u64,
+    /// Per-room sequence number, from 1, without gaps within one epoch.
     pub seq: u64,
     /// The sender's client message id.
     pub id: String,
@@ -330,6 +369,20 @@ impl ServerMessage {
     pub fn to_json(&self) -> String {
         to_json(self)
     }
+}
+
+/// The `id` of a client frame, whatever its type: the key the server acks or
+/// refuses it by. `None` when absent or not a string.
+///
+/// ```
+/// use heartline_protocol::message_id;
+/// let frame: serde_json::Value =
+///     serde_json::from_str(r#"{"socketType":"join","room":"lobby","id":"c-7"}"#).unwrap();
+/// assert_eq!(message_id(&frame), Some("c-7"));
+/// assert_eq!(message_id(&serde_json::json!({"socketType":"typing"})), None);
+/// ```
+pub fn message_id(frame: &serde_json::Value) -> Option<&str> {
+    frame.get("id").and_then(serde_json::Value::as_str)
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -467,10 +520,12 @@ mod tests {
             ClientMessage::Join {
                 room: "lobby".into(),
                 since: Some(3),
+                epoch: Some(9),
             },
             ClientMessage::Join {
                 room: "lobby".into(),
                 since: None,
+                epoch: None,
             },
             ClientMessage::Leave {
                 room: "lobby".into(),
@@ -496,6 +551,11 @@ mod tests {
     fn every_server_message_round_trips() {
         for msg in [
             ServerMessage::Pong { t: 2.0 },
+            ServerMessage::Limits {
+                rate: 50.0,
+                burst: 100,
+                max_frame_bytes: MAX_FRAME_BYTES,
+            },
             ServerMessage::Welcome {
                 session: "s".into(),
                 name: "ada".into(),
@@ -505,6 +565,7 @@ mod tests {
             ServerMessage::Ack { id: "c1".into() },
             ServerMessage::ChatMessage(ChatMessage {
                 stream: "lobby".into(),
+                epoch: 3,
                 seq: 1,
                 id: "c1".into(),
                 from: "ada".into(),
@@ -514,6 +575,7 @@ mod tests {
             ServerMessage::Joined {
                 stream: "lobby".into(),
                 last_seq: 9,
+                epoch: 3,
             },
             ServerMessage::Presence {
                 room: "lobby".into(),
@@ -532,6 +594,13 @@ mod tests {
                 code: error_code::BAD_JSON.into(),
                 message: "nope".into(),
                 id: None,
+                retry_after_ms: None,
+            },
+            ServerMessage::Error {
+                code: error_code::RATE_LIMITED.into(),
+                message: "slow down".into(),
+                id: Some("c9".into()),
+                retry_after_ms: Some(250),
             },
         ] {
             round_trip_server(msg);
@@ -543,11 +612,16 @@ mod tests {
         let json = ClientMessage::Join {
             room: "r".into(),
             since: Some(4),
+            epoch: Some(8),
         }
         .to_json();
-        assert_eq!(json, r#"{"socketType":"join","room":"r","since":4}"#);
+        assert_eq!(
+            json,
+            r#"{"socketType":"join","room":"r","since":4,"epoch":8}"#
+        );
         let json = ServerMessage::ChatMessage(ChatMessage {
             stream: "r".into(),
+            epoch: 8,
             seq: 2,
             id: "i".into(),
             from: "f".into(),
@@ -557,7 +631,7 @@ mod tests {
         .to_json();
         assert_eq!(
             json,
-            r#"{"socketType":"chat.message","stream":"r","seq":2,"id":"i","from":"f","text":"t","at":1}"#
+            r#"{"socketType":"chat.message","stream":"r","epoch":8,"seq":2,"id":"i","from":"f","text":"t","at":1}"#
         );
     }
 
@@ -566,6 +640,26 @@ mod tests {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"socketType":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"room":"x"}"#).is_err());
         assert!(serde_json::from_str::<ServerMessage>("not json").is_err());
+    }
+
+    #[test]
+    fn any_client_message_may_carry_an_id() {
+        for frame in [
+            r#"{"socketType":"join","room":"lobby","id":"a"}"#,
+            r#"{"socketType":"leave","room":"lobby","id":"a"}"#,
+            r#"{"socketType":"typing","room":"lobby","id":"a"}"#,
+            r#"{"socketType":"metrics.subscribe","id":"a"}"#,
+            r#"{"socketType":"metrics.unsubscribe","id":"a"}"#,
+            r#"{"socketType":"ping","t":1,"id":"a"}"#,
+            r#"{"socketType":"hello","name":"ada","id":"a"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ClientMessage>(frame).is_ok(),
+                "{frame}"
+            );
+            let value: serde_json::Value = serde_json::from_str(frame).expect("json");
+            assert_eq!(message_id(&value), Some("a"));
+        }
     }
 
     proptest! {

@@ -421,6 +421,7 @@ fn insert(
         .query_row(params![user, client_id], |row| {
             Ok(ChatMessage {
                 stream: row.get(0)?,
+                epoch: 0,
                 seq: row.get(1)?,
                 id: client_id.to_string(),
                 from: row.get(2)?,
@@ -446,6 +447,7 @@ fn insert(
     .execute(params![room, seq, user, client_id, from, text, at])?;
     Ok(Stored::New(ChatMessage {
         stream: room.to_string(),
+        epoch: 0,
         seq,
         id: client_id.to_string(),
         from: from.to_string(),
@@ -469,6 +471,7 @@ fn history(
     let row_to_msg = |row: &rusqlite::Row<'_>| {
         Ok(ChatMessage {
             stream: room.to_string(),
+            epoch: 0,
             seq: row.get(0)?,
             id: row.get(1)?,
             from: row.get(2)?,

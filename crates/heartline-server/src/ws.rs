@@ -437,6 +437,7 @@ impl Session {
                 code: error_code::RATE_LIMITED.into(),
                 message: "too many messages; slow down".into(),
                 id: None,
+                retry_after_ms: None,
             }));
         }
         false
@@ -464,6 +465,7 @@ impl Session {
             code: code.into(),
             message,
             id,
+            retry_after_ms: None,
         })
         .await;
     }
@@ -481,7 +483,7 @@ impl Session {
                     .await;
             }
             // SQLite integers are i64: a larger `since` means "nothing missed".
-            ClientMessage::Join { room, since } => {
+            ClientMessage::Join { room, since, .. } => {
                 let since = since.map(|s| s.min(i64::MAX as u64));
                 self.join(&room, since).await;
             }
@@ -584,6 +586,8 @@ impl Session {
                 ServerMessage::Joined {
                     stream: key.clone(),
                     last_seq,
+                    // Placeholder until rooms carry their epoch.
+                    epoch: 0,
                 }
                 .to_json(),
             ));
