@@ -34,6 +34,11 @@ pub struct Config {
     pub min_uptime: Millis,
     /// Liveness checks of an open link.
     pub heartbeat: HeartbeatConfig,
+    /// Most reliable messages written on the live socket and not yet acked
+    /// (the send window); an ack lets the next one go. Keep it well under
+    /// the server's burst (see the [wire contract](super::contract)); 0 is
+    /// treated as 1.
+    pub send_window: usize,
     /// Most reliable messages kept (queued plus in flight); one more is
     /// refused with [`SendError::QueueFull`](super::SendError::QueueFull).
     pub outbox_limit: usize,
@@ -66,6 +71,7 @@ impl Default for Config {
             connect_timeout: 10_000,
             min_uptime: 5_000,
             heartbeat: HeartbeatConfig::default(),
+            send_window: 32,
             outbox_limit: 500,
             default_ttl: None,
             max_frame_bytes: 64 * 1024,

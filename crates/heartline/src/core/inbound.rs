@@ -190,6 +190,28 @@ pub enum Report {
         /// The id.
         id: String,
     },
+    /// The server refused a frame as `rate_limited`: the outbox pauses for
+    /// `retry_after` ms, then re-sends in order. `id` is the outbox message
+    /// it named, queued again (not failed).
+    RateLimited {
+        /// The re-queued message, when the refusal named one of ours.
+        id: Option<String>,
+        /// The pause, in ms.
+        retry_after: Millis,
+    },
+    /// A stream started over under a new epoch (its history was wiped or
+    /// recreated): its position was reset and `dropped` messages held from
+    /// the old epoch were discarded; every message of the new epoch is kept.
+    EpochChanged {
+        /// The stream.
+        stream: String,
+        /// The epoch known before.
+        from: u64,
+        /// The new epoch.
+        to: u64,
+        /// Held (out-of-order) messages of the old epoch discarded.
+        dropped: usize,
+    },
     /// A timer fired much later than asked (a throttled background tab); the
     /// core re-checked instead of trusting it.
     LateTimer {
@@ -234,6 +256,30 @@ impl std::fmt::Display for Report {
                 write!(f, "gave up waiting for {stream}#{from}..={to}")
             }
             Report::UnknownAck { id } => write!(f, "ack for unknown message {id:?}"),
+            Report::RateLimited {
+                id: Some(id),
+                retry_after,
+            } => {
+                write!(
+                    f,
+                    "rate limited: {id:?} queued again, pausing {retry_after} ms"
+                )
+            }
+            Report::RateLimited {
+                id: None,
+                retry_after,
+            } => {
+                write!(f, "rate limited: pausing {retry_after} ms")
+            }
+            Report::EpochChanged {
+                stream,
+                from,
+                to,
+                dropped,
+            } => write!(
+                f,
+                "{stream} started over: epoch {from} -> {to}, dropped {dropped} held"
+            ),
             Report::LateTimer { kind, late_by } => {
                 write!(f, "{kind:?} timer fired {late_by} ms late")
             }

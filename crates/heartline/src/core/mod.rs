@@ -113,6 +113,7 @@ mod heartbeat;
 mod inbound;
 mod machine;
 mod outbox;
+mod pacer;
 mod registry;
 mod stats;
 mod status;

@@ -26,8 +26,9 @@ impl Connection {
     ) -> Result<(), SendError> {
         let object = validate(value)?;
         let len = Value::Object(object.clone()).to_string().len();
-        // `since` adds at most ~30 bytes; refuse now rather than on every open.
-        if len + 30 > self.config.max_frame_bytes {
+        // `since` and `epoch` add at most ~50 bytes; refuse now rather than
+        // on every open.
+        if len + 50 > self.config.max_frame_bytes {
             return Err(SendError::TooLarge {
                 len,
                 max: self.config.max_frame_bytes,
@@ -129,6 +130,7 @@ impl Connection {
         value: Value,
         options: SendOptions,
     ) -> Result<MessageId, SendError> {
+        self.tick(now);
         if self.phase == Phase::Closed {
             return Err(SendError::Closed);
         }
@@ -141,10 +143,11 @@ impl Connection {
         let id = self.new_message_id();
         object.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
         let frame = Value::Object(object).to_string();
-        if frame.len() > self.config.max_frame_bytes {
+        let max = self.max_out_frame();
+        if frame.len() > max {
             return Err(SendError::TooLarge {
                 len: frame.len(),
-                max: self.config.max_frame_bytes,
+                max,
             });
         }
         let ttl = options.ttl.or(self.config.default_ttl);
@@ -160,8 +163,10 @@ impl Connection {
         Ok(id)
     }
 
-    /// Sends a volatile message (typing, cursor): written only when open and
-    /// not congested, never queued, never re-sent.
+    /// Sends a volatile message (typing, cursor) at the time of the last
+    /// event: [`send_volatile_at`](Self::send_volatile_at) with the clock the
+    /// core last saw. Prefer `send_volatile_at` when the time is at hand, so
+    /// pacing counts the tokens refilled since.
     ///
     /// ```
     /// use heartline::core::{Config, Connection, SendError};
@@ -170,12 +175,37 @@ impl Connection {
     /// assert_eq!(conn.send_volatile(typing), Err(SendError::NotOpen));
     /// ```
     pub fn send_volatile(&mut self, value: Value) -> Result<(), SendError> {
+        let now = self.now;
+        self.send_volatile_at(now, value)
+    }
+
+    /// Sends a volatile message (typing, cursor): written only when open,
+    /// not congested and under the server's pace, never queued, never
+    /// re-sent.
+    ///
+    /// ```
+    /// use heartline::core::{Action, Config, Connection, Event, FrameData, SendError};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// let typing = serde_json::json!({"socketType":"typing","room":"lobby"});
+    /// assert_eq!(conn.send_volatile_at(0, typing.clone()), Err(SendError::NotOpen));
+    ///
+    /// let Some(Action::Open { socket }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
+    /// conn.handle(5, Event::Opened { socket });
+    /// // The server allows 2 frames/s with a burst of 2: the client keeps to 1 in a burst.
+    /// let limits = r#"{"socketType":"limits","rate":2,"burst":2,"max_frame_bytes":65536}"#;
+    /// conn.handle(6, Event::Frame { socket, data: FrameData::Text(limits.into()) });
+    /// assert_eq!(conn.send_volatile_at(7, typing.clone()), Ok(()));
+    /// assert!(matches!(conn.send_volatile_at(8, typing), Err(SendError::RateLimited { .. })));
+    /// ```
+    pub fn send_volatile_at(&mut self, now: Millis, value: Value) -> Result<(), SendError> {
+        self.tick(now);
         let object = validate(value)?;
         let text = Value::Object(object).to_string();
-        if text.len() > self.config.max_frame_bytes {
+        let max = self.max_out_frame();
+        if text.len() > max {
             return Err(SendError::TooLarge {
                 len: text.len(),
-                max: self.config.max_frame_bytes,
+                max,
             });
         }
         let Some(socket) = self.open_socket() else {
@@ -183,6 +213,11 @@ impl Connection {
         };
         if self.buffered > self.config.high_water_mark {
             return Err(SendError::Congested);
+        }
+        if let Some(at) = self.next_write_at(now) {
+            return Err(SendError::RateLimited {
+                retry_in: at.saturating_sub(now).max(1),
+            });
         }
         self.write(socket, text);
         Ok(())
@@ -279,6 +314,7 @@ impl Connection {
         now: Millis,
         json: &str,
     ) -> Result<Vec<MessageId>, RestoreError> {
+        self.tick(now);
         let dump: Dump =
             serde_json::from_str(json).map_err(|e| RestoreError::Json(e.to_string()))?;
         if dump.version != DUMP_VERSION {

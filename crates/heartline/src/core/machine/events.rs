@@ -57,8 +57,7 @@ impl Connection {
     pub(super) fn on_message(&mut self, now: Millis, socket: SocketId, message: Inbound) {
         match &*message.socket_type {
             "pong" => {
-                let rtt = json_pong_rtt(&message.value, now, self.heartbeat.ping);
-                self.on_pong(rtt);
+                self.on_json_pong(now, &message.value);
                 return;
             }
             "ping" => {
@@ -69,22 +68,16 @@ impl Connection {
             }
             "ack" => {
                 if let Some(id) = message.str_field("id") {
-                    self.on_ack(MessageId::from(id));
+                    self.on_ack(now, MessageId::from(id));
                 }
                 return;
             }
+            "limits" => {
+                // Handled (pacing) and also delivered, never "unknown".
+                self.on_limits(now, &message.value);
+            }
             "error" => {
-                // A refusal of one of our messages: it must never be retried.
-                if let Some(id) = message.str_field("id").map(MessageId::from)
-                    && let Some(entry) = self.outbox.remove(&id)
-                {
-                    let failure = MessageFailure::Refused {
-                        code: message.str_field("code").unwrap_or_default().to_owned(),
-                        message: message.str_field("message").unwrap_or_default().to_owned(),
-                    };
-                    self.fail_message(entry.id, failure);
-                    self.arm_ttl();
-                }
+                self.on_error(now, &message);
                 // Also delivered (to handlers that want it), never "unknown".
             }
             other => {
@@ -99,58 +92,53 @@ impl Connection {
                 }
             }
         }
-        let Some(position) = message.stream.clone() else {
-            self.actions.push(Action::Deliver(message));
+        self.on_stream_message(now, socket, message);
+    }
+
+    /// The server's per-connection token bucket: pace every write under it.
+    fn on_limits(&mut self, now: Millis, value: &Value) {
+        let rate = value.get("rate").and_then(Value::as_f64).unwrap_or(0.0);
+        let burst = value.get("burst").and_then(Value::as_u64).unwrap_or(0);
+        self.pacer = Pacer::from_limits(rate, burst, now, self.link_frames);
+        self.server_max_frame = value
+            .get("max_frame_bytes")
+            .and_then(Value::as_u64)
+            .and_then(|max| usize::try_from(max).ok())
+            .filter(|max| *max > 0);
+    }
+
+    /// A refusal: `rate_limited` re-queues the message it names and pauses
+    /// the outbox; any other refusal of one of our messages is final.
+    fn on_error(&mut self, now: Millis, message: &Inbound) {
+        let id = message.str_field("id").map(MessageId::from);
+        let code = message.str_field("code").unwrap_or_default();
+        if code == RATE_LIMITED {
+            let retry_after = message.value.get("retry_after_ms").and_then(Value::as_u64);
+            self.on_rate_limited(now, id, retry_after);
             return;
-        };
-        let limit = self.config.stream_buffer_limit;
-        let stream = &*position.stream;
-        match self
-            .streams
-            .accept(stream, position.seq, message, now, limit)
+        }
+        if let Some(id) = id
+            && let Some(entry) = self.outbox.remove(&id)
         {
-            Accepted::Deliver(messages) => {
-                self.actions
-                    .extend(messages.into_iter().map(Action::Deliver));
-            }
-            Accepted::Duplicate => {
-                self.stats.duplicates += 1;
-                self.report(Report::Duplicate {
-                    stream: stream.to_owned(),
-                    seq: position.seq,
-                });
-            }
-            Accepted::Held { expected, new_gap } => {
-                self.report(Report::Gap {
-                    stream: stream.to_owned(),
-                    expected,
-                    got: position.seq,
-                });
-                if new_gap {
-                    self.request_resume(socket, stream);
-                }
-                self.arm_gap();
-            }
-            Accepted::Skipped { from, to, deliver } => {
-                self.stats.gaps_skipped += 1;
-                self.report(Report::GapSkipped {
-                    stream: stream.to_owned(),
-                    from,
-                    to,
-                });
-                self.actions
-                    .extend(deliver.into_iter().map(Action::Deliver));
-                self.arm_gap();
-            }
+            let failure = MessageFailure::Refused {
+                code: code.to_owned(),
+                message: message.str_field("message").unwrap_or_default().to_owned(),
+            };
+            self.fail_message(entry.id, failure);
+            self.arm_ttl();
+            // Its place in the window is free.
+            self.flush(now);
         }
     }
 
-    pub(super) fn on_ack(&mut self, id: MessageId) {
+    pub(super) fn on_ack(&mut self, now: Millis, id: MessageId) {
         match self.outbox.remove(&id) {
             Some(entry) => {
                 self.stats.acked += 1;
                 self.message_state(entry.id, DeliveryState::Acked);
                 self.arm_ttl();
+                // The window has room again.
+                self.flush(now);
             }
             None => self.report(Report::UnknownAck {
                 id: id.as_str().to_owned(),
@@ -191,6 +179,7 @@ impl Connection {
                 self.buffered = 0;
                 self.flush(now);
             }
+            TimerKind::Pace => self.flush(now),
             TimerKind::Ttl => {
                 self.expire(now);
                 self.arm_ttl();

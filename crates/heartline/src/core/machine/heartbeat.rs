@@ -3,9 +3,24 @@
 use super::*;
 
 impl Connection {
+    /// A JSON pong: the reply to the outstanding ping only when it echoes
+    /// that ping's `t`. A stale or unsolicited one proves the link alive
+    /// (like any frame) but says nothing about the round-trip time.
+    pub(super) fn on_json_pong(&mut self, now: Millis, value: &Value) {
+        let ping = self.heartbeat.ping;
+        match ping.filter(|_| pong_matches(value, ping)) {
+            Some(ping) => self.on_pong(Some(now.saturating_sub(ping.sent_at))),
+            None => self.on_pong(None),
+        }
+    }
+
+    /// `rtt` is the answer to the outstanding ping; `None` is a pong that
+    /// answers no ping we are waiting for.
     pub(super) fn on_pong(&mut self, rtt: Option<Millis>) {
         let Some(rtt) = rtt else {
-            return; // an unsolicited text pong proves life, nothing more
+            // Life, but no sample: the outstanding ping keeps waiting.
+            self.heartbeat.losses_in_row = 0;
+            return;
         };
         self.heartbeat.record_rtt(rtt);
         self.cancel_timer(TimerKind::PongTimeout);

@@ -32,11 +32,15 @@ impl Connection {
             Event::BufferedAmount { socket, bytes } => {
                 if self.open_socket() == Some(socket) {
                     self.buffered = bytes;
-                    if bytes <= self.config.high_water_mark {
+                    // Keep polling until the buffer drains, so the estimate
+                    // never stays high after the bytes left.
+                    if bytes == 0 {
                         self.cancel_timer(TimerKind::Flush);
-                        self.flush(now);
                     } else {
                         self.arm_flush(now);
+                    }
+                    if bytes <= self.config.high_water_mark {
+                        self.flush(now);
                     }
                 }
             }
@@ -66,7 +70,6 @@ impl Connection {
                 }
             }
             Event::Visible => {
-                self.visible = true;
                 match self.phase {
                     Phase::Open { .. } => self.probe(now),
                     // The reconnect timer was throttled while hidden.
@@ -74,7 +77,9 @@ impl Connection {
                     _ => {}
                 }
             }
-            Event::Hidden => self.visible = false,
+            // Nothing to do: throttled timers are caught by the late-timer
+            // checks, and `Visible` probes the link.
+            Event::Hidden => {}
             Event::RetryNow => match self.phase {
                 Phase::Waiting { .. } => self.begin_attempt(now),
                 Phase::Offline => {
@@ -158,6 +163,13 @@ impl Connection {
         };
         self.heartbeat.on_open(now);
         self.buffered = 0;
+        // A new link: the server's bucket starts full and any pause it asked
+        // for on the old link is over.
+        self.link_frames = 0;
+        self.drain_paused_until = None;
+        if let Some(pacer) = self.pacer.as_mut() {
+            pacer.refill_fully(now);
+        }
         // Session replay: greeting, standing subscriptions, then the outbox.
         let greeting = self.greeting.as_mut().and_then(|provider| provider());
         if let Some(greeting) = greeting {
@@ -263,11 +275,13 @@ impl Connection {
             TimerKind::Heartbeat,
             TimerKind::PongTimeout,
             TimerKind::Flush,
+            TimerKind::Pace,
         ] {
             self.cancel_timer(kind);
         }
         self.heartbeat.ping = None;
         self.buffered = 0;
+        self.drain_paused_until = None;
         for id in self.outbox.requeue_all() {
             self.message_state(id, DeliveryState::Queued);
         }

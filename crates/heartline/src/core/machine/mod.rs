@@ -5,8 +5,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::backoff::{Backoff, SplitMix64};
-use super::heartbeat::{Heartbeat, Ping, json_pong_rtt, ping_frame};
+use super::heartbeat::{Heartbeat, Ping, ping_frame, pong_matches};
 use super::outbox::{DUMP_VERSION, Dump, Entry, Outbox};
+use super::pacer::Pacer;
 use super::streams::{Accepted, Streams};
 use super::{
     CLOSE_AUTH_REFUSED, CLOSE_HEARTBEAT_LOST, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Config,
@@ -24,14 +25,19 @@ mod streams;
 /// A timer fired this much after its time is treated as throttled: the
 /// verdict it would bring is re-checked instead of trusted.
 const LATE_TIMER_SLACK: Millis = 1_000;
-/// How often a back-pressured outbox re-checks the socket's buffer.
+/// How often the socket's send buffer is re-checked while it holds bytes.
 const FLUSH_POLL: Millis = 100;
+/// The drain pause after a `rate_limited` refusal that gave no hint.
+const DEFAULT_RETRY_AFTER: Millis = 1_000;
+/// The `error` code of a frame the server did not handle because the
+/// connection is over its rate: send it again after `retry_after_ms`.
+const RATE_LIMITED: &str = "rate_limited";
 
 /// The core's timers; at most one of each kind is pending.
 ///
 /// ```
 /// use heartline::core::TimerKind;
-/// assert_eq!(TimerKind::ALL.len(), 7);
+/// assert_eq!(TimerKind::ALL.len(), 8);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
@@ -43,13 +49,18 @@ pub enum TimerKind {
     Heartbeat,
     /// The wait for a pong (or any frame) after a ping.
     PongTimeout,
-    /// Re-check the socket's send buffer (back-pressure). A driver may report
-    /// [`Event::BufferedAmount`] instead of firing it.
+    /// Re-check the socket's send buffer: armed after writes while the
+    /// core's estimate of `bufferedAmount` is above zero. A driver that can
+    /// read the real value reports [`Event::BufferedAmount`] instead of
+    /// firing it (and the core arms it again until the buffer drains).
     Flush,
     /// The earliest time-to-live of a queued message.
     Ttl,
     /// The earliest stream gap to give up on.
     StreamGap,
+    /// The outbox may write again: the pacing bucket has a token, or the
+    /// pause after a `rate_limited` refusal is over.
+    Pace,
 }
 
 impl TimerKind {
@@ -59,7 +70,7 @@ impl TimerKind {
     /// use heartline::core::TimerKind;
     /// assert!(TimerKind::ALL.contains(&TimerKind::PongTimeout));
     /// ```
-    pub const ALL: [TimerKind; 7] = [
+    pub const ALL: [TimerKind; 8] = [
         TimerKind::Reconnect,
         TimerKind::ConnectTimeout,
         TimerKind::Heartbeat,
@@ -67,6 +78,7 @@ impl TimerKind {
         TimerKind::Flush,
         TimerKind::Ttl,
         TimerKind::StreamGap,
+        TimerKind::Pace,
     ];
 
     fn index(self) -> usize {
@@ -291,6 +303,14 @@ pub enum SendError {
     /// mark.
     #[error("the connection is congested")]
     Congested,
+    /// A volatile message over the pace the server announced (or while the
+    /// server refuses frames as `rate_limited`); a token is there again
+    /// after `retry_in` ms.
+    #[error("over the server's rate limit; retry in {retry_in} ms")]
+    RateLimited {
+        /// Wait until a frame may be written again.
+        retry_in: Millis,
+    },
 }
 
 /// Why a cancel did nothing.
@@ -412,7 +432,6 @@ pub struct Connection {
     failures: u32,
     ever_opened: bool,
     online: bool,
-    visible: bool,
     backoff: Backoff,
     rng: SplitMix64,
     id_prefix: String,
@@ -421,10 +440,20 @@ pub struct Connection {
     standing: Vec<Standing>,
     streams: Streams,
     heartbeat: Heartbeat,
-    timers: [Option<Millis>; 7],
+    timers: [Option<Millis>; TimerKind::ALL.len()],
     /// Estimate of the browser's `bufferedAmount`: grows with each write,
     /// corrected by `BufferedAmount` events.
     buffered: u64,
+    /// Pacing under the server's `limits`, once announced.
+    pacer: Option<Pacer>,
+    /// The server's `max_frame_bytes`, once announced.
+    server_max_frame: Option<usize>,
+    /// The outbox writes nothing before this (a `rate_limited` refusal).
+    drain_paused_until: Option<Millis>,
+    /// Frames written on the live socket since it opened.
+    link_frames: u64,
+    /// The latest time passed in; methods without a `now` use it.
+    now: Millis,
     stats: Stats,
     greeting: Option<GreetingProvider>,
     registry: Option<Registry>,
@@ -438,7 +467,6 @@ impl fmt::Debug for Connection {
             .field("phase", &self.phase)
             .field("failures", &self.failures)
             .field("online", &self.online)
-            .field("visible", &self.visible)
             .field("outbox", &self.outbox.len())
             .field("standing", &self.standing.len())
             .field("timers", &self.timers)
@@ -470,7 +498,6 @@ impl Connection {
             failures: 0,
             ever_opened: false,
             online: true,
-            visible: true,
             backoff,
             rng,
             id_prefix,
@@ -479,8 +506,13 @@ impl Connection {
             standing: Vec::new(),
             streams: Streams::default(),
             heartbeat: Heartbeat::default(),
-            timers: [None; 7],
+            timers: [None; TimerKind::ALL.len()],
             buffered: 0,
+            pacer: None,
+            server_max_frame: None,
+            drain_paused_until: None,
+            link_frames: 0,
+            now: 0,
             stats: Stats::default(),
             greeting: None,
             registry: None,
@@ -499,6 +531,7 @@ impl Connection {
     /// assert!(actions.contains(&Action::SetTimer { kind: TimerKind::ConnectTimeout, at: 10_000 }));
     /// ```
     pub fn handle(&mut self, now: Millis, event: Event) -> Vec<Action> {
+        self.tick(now);
         self.process(now, event);
         self.drain_actions()
     }
@@ -634,6 +667,19 @@ impl Connection {
             Phase::Open { socket, .. } => Some(socket),
             _ => None,
         }
+    }
+
+    /// Every entry point passes the time; methods without one use the last.
+    pub(super) fn tick(&mut self, now: Millis) {
+        self.now = now;
+    }
+
+    /// The largest frame to write: ours, or the server's if smaller.
+    pub(super) fn max_out_frame(&self) -> usize {
+        self.server_max_frame
+            .map_or(self.config.max_frame_bytes, |server| {
+                server.min(self.config.max_frame_bytes)
+            })
     }
 
     pub(super) fn is_degraded(&self) -> bool {

@@ -37,4 +37,53 @@ impl Connection {
             None => self.cancel_timer(TimerKind::StreamGap),
         }
     }
+
+    /// Delivers a message of a resumable stream once, in order; others as
+    /// they come.
+    pub(super) fn on_stream_message(&mut self, now: Millis, socket: SocketId, message: Inbound) {
+        let Some(position) = message.stream.clone() else {
+            self.actions.push(Action::Deliver(message));
+            return;
+        };
+        let limit = self.config.stream_buffer_limit;
+        let stream = &*position.stream;
+        match self
+            .streams
+            .accept(stream, position.seq, message, now, limit)
+        {
+            Accepted::Deliver(messages) => {
+                self.actions
+                    .extend(messages.into_iter().map(Action::Deliver));
+            }
+            Accepted::Duplicate => {
+                self.stats.duplicates += 1;
+                self.report(Report::Duplicate {
+                    stream: stream.to_owned(),
+                    seq: position.seq,
+                });
+            }
+            Accepted::Held { expected, new_gap } => {
+                self.report(Report::Gap {
+                    stream: stream.to_owned(),
+                    expected,
+                    got: position.seq,
+                });
+                if new_gap {
+                    self.request_resume(socket, stream);
+                }
+                self.arm_gap();
+            }
+            Accepted::Skipped { from, to, deliver } => {
+                self.stats.gaps_skipped += 1;
+                self.report(Report::GapSkipped {
+                    stream: stream.to_owned(),
+                    from,
+                    to,
+                });
+                self.actions
+                    .extend(deliver.into_iter().map(Action::Deliver));
+                self.arm_gap();
+            }
+        }
+    }
 }
