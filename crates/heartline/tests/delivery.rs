@@ -199,3 +199,129 @@ fn window_limits_reliable_messages_in_flight_and_acks_open_it() {
     assert!(frames(&actions)[0].contains(ids[2].as_str()));
     assert_eq!(h.conn.stats().in_flight, 2);
 }
+
+fn chat_in(stream: &str, epoch: u64, seq: u64) -> String {
+    format!(
+        r#"{{"socketType":"chat.message","stream":"{stream}","epoch":{epoch},"seq":{seq},"text":"e{epoch}#{seq}"}}"#
+    )
+}
+
+fn delivered_seqs(actions: &[Action]) -> Vec<(u64, u64)> {
+    delivered(actions)
+        .iter()
+        .map(|m| {
+            let position = m.stream.clone().unwrap();
+            (position.epoch.unwrap(), position.seq)
+        })
+        .collect()
+}
+
+#[test]
+fn a_room_whose_seq_starts_over_under_a_new_epoch_keeps_every_message() {
+    let mut h = Harness::new(test_config());
+    h.conn
+        .add_standing(
+            "room:lobby",
+            json!({"socketType": "join", "room": "lobby"}),
+            Some("lobby".into()),
+        )
+        .unwrap();
+    h.connect();
+    let mut got = Vec::new();
+    for seq in 1..=3 {
+        got.extend(delivered_seqs(&h.frame(&chat_in("lobby", 5, seq))));
+    }
+    // The server's database is wiped: the room comes back under epoch 9.
+    h.server_close(1006);
+    h.advance_by(10_000);
+    let actions = h.event(Event::Opened { socket: h.live() });
+    let join = frames(&actions)
+        .into_iter()
+        .find(|f| f.contains("join"))
+        .unwrap();
+    let join: serde_json::Value = serde_json::from_str(&join).unwrap();
+    assert_eq!(
+        (join["since"].as_u64(), join["epoch"].as_u64()),
+        (Some(3), Some(5))
+    );
+    let mut reports_seen = Vec::new();
+    for seq in 1..=4 {
+        let actions = h.frame(&chat_in("lobby", 9, seq));
+        reports_seen.extend(reports(&actions));
+        got.extend(delivered_seqs(&actions));
+    }
+    assert_eq!(
+        got,
+        vec![(5, 1), (5, 2), (5, 3), (9, 1), (9, 2), (9, 3), (9, 4)]
+    );
+    assert!(reports_seen.contains(&Report::EpochChanged {
+        stream: "lobby".into(),
+        from: 5,
+        to: 9,
+        dropped: 0,
+    }));
+    assert_eq!(h.conn.stats().duplicates, 0);
+    assert_eq!(
+        (h.conn.last_seq("lobby"), h.conn.stream_epoch("lobby")),
+        (Some(4), Some(9))
+    );
+}
+
+#[test]
+fn a_new_epoch_drops_held_messages_of_the_old_one() {
+    let mut h = Harness::new(test_config());
+    h.connect();
+    h.frame(&chat_in("lobby", 5, 1));
+    // #3 of epoch 5 waits behind a gap, then the stream starts over.
+    assert!(delivered(&h.frame(&chat_in("lobby", 5, 3))).is_empty());
+    let actions = h.frame(&chat_in("lobby", 9, 1));
+    assert_eq!(delivered_seqs(&actions), vec![(9, 1)]);
+    assert!(reports(&actions).contains(&Report::EpochChanged {
+        stream: "lobby".into(),
+        from: 5,
+        to: 9,
+        dropped: 1,
+    }));
+    assert!(!h.timers.contains_key(&TimerKind::StreamGap));
+}
+
+#[test]
+fn a_joined_under_a_new_epoch_resets_the_position() {
+    let mut h = Harness::new(test_config());
+    h.connect();
+    h.frame(&chat_in("lobby", 5, 1));
+    h.frame(&chat_in("lobby", 5, 2));
+    let actions = h.frame(r#"{"socketType":"joined","stream":"lobby","last_seq":0,"epoch":9}"#);
+    assert_eq!(delivered(&actions).len(), 1, "joined is delivered");
+    assert_eq!(h.conn.stream_epoch("lobby"), Some(9));
+    assert_eq!(
+        delivered_seqs(&h.frame(&chat_in("lobby", 9, 1))),
+        vec![(9, 1)]
+    );
+}
+
+#[test]
+fn a_first_message_past_one_under_a_new_epoch_asks_for_the_rest() {
+    let mut h = Harness::new(test_config());
+    h.conn
+        .add_standing(
+            "room:lobby",
+            json!({"socketType": "join", "room": "lobby"}),
+            Some("lobby".into()),
+        )
+        .unwrap();
+    h.connect();
+    h.frame(&chat_in("lobby", 5, 7));
+    let actions = h.frame(&chat_in("lobby", 9, 3));
+    assert!(delivered(&actions).is_empty(), "held behind #1 and #2");
+    let resume = frames(&actions);
+    assert!(
+        resume
+            .iter()
+            .any(|f| f.contains(r#""since":0"#) && f.contains(r#""epoch":9"#)),
+        "{resume:?}"
+    );
+    h.frame(&chat_in("lobby", 9, 1));
+    let actions = h.frame(&chat_in("lobby", 9, 2));
+    assert_eq!(delivered_seqs(&actions), vec![(9, 2), (9, 3)]);
+}

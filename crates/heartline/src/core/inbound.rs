@@ -16,6 +16,7 @@ use super::{Millis, TimerKind};
 /// assert_eq!(&*msg.socket_type, "chat.message");
 /// assert_eq!(msg.value["seq"], 3);
 /// assert_eq!(msg.stream.as_ref().map(|s| s.seq), Some(3));
+/// assert_eq!(msg.stream.as_ref().and_then(|s| s.epoch), None);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {
@@ -33,7 +34,7 @@ pub struct Inbound {
 ///
 /// ```
 /// use heartline::core::StreamPos;
-/// let pos = StreamPos { stream: "lobby".into(), seq: 1 };
+/// let pos = StreamPos { stream: "lobby".into(), seq: 1, epoch: Some(7) };
 /// assert_eq!(pos.seq, 1);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,6 +43,9 @@ pub struct StreamPos {
     pub stream: Rc<str>,
     /// Its sequence number, from 1.
     pub seq: u64,
+    /// The stream's epoch, when the server sends one: a new epoch means the
+    /// stream started over (see the [wire contract](super::contract)).
+    pub epoch: Option<u64>,
 }
 
 /// Why a text frame is not a deliverable message.
@@ -94,6 +98,7 @@ impl Inbound {
             (Some(stream), Some(seq)) => Some(StreamPos {
                 stream: stream.into(),
                 seq,
+                epoch: object.get("epoch").and_then(Value::as_u64),
             }),
             _ => None,
         };

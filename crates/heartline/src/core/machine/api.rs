@@ -7,7 +7,8 @@ impl Connection {
     /// Adds (or replaces, keeping its place) a standing subscription under
     /// `key`: `value` is re-sent on every open, after the greeting and
     /// before the outbox. With `resume_stream`, a `since` field is set to
-    /// the last sequence number delivered on that stream. Sent at once when
+    /// the last sequence number delivered on that stream, and `epoch` to the
+    /// epoch it belongs to when known. Sent at once when
     /// open.
     ///
     /// ```
@@ -95,6 +96,34 @@ impl Connection {
     /// ```
     pub fn set_last_seq(&mut self, stream: &str, seq: Option<u64>) {
         self.streams.set_last_seq(stream, seq);
+    }
+
+    /// The epoch known for `stream` (see the [wire contract](super::super::contract)).
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// assert_eq!(conn.stream_epoch("lobby"), None);
+    /// conn.set_stream_epoch("lobby", Some(9));
+    /// assert_eq!(conn.stream_epoch("lobby"), Some(9));
+    /// ```
+    pub fn stream_epoch(&self, stream: &str) -> Option<u64> {
+        self.streams.epoch(stream)
+    }
+
+    /// Sets the epoch `stream`'s position belongs to (with
+    /// [`set_last_seq`](Self::set_last_seq), e.g. from history cached across
+    /// a reload); `None` adopts the first epoch that comes.
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// conn.set_last_seq("lobby", Some(41));
+    /// conn.set_stream_epoch("lobby", Some(3));
+    /// assert_eq!(conn.stream_epoch("lobby"), Some(3));
+    /// ```
+    pub fn set_stream_epoch(&mut self, stream: &str, epoch: Option<u64>) {
+        self.streams.set_epoch(stream, epoch);
     }
 
     /// Forgets a stream entirely (after leaving a room for good).

@@ -24,6 +24,11 @@ impl Connection {
             && let Some(last) = self.streams.last_seq(stream)
         {
             object.insert("since".to_owned(), Value::from(last));
+            // `since` counts within an epoch: name it, so a server whose
+            // stream started over sends it from the start instead.
+            if let Some(epoch) = self.streams.epoch(stream) {
+                object.insert("epoch".to_owned(), Value::from(epoch));
+            }
         }
         value.to_string()
     }
@@ -41,6 +46,7 @@ impl Connection {
     /// Delivers a message of a resumable stream once, in order; others as
     /// they come.
     pub(super) fn on_stream_message(&mut self, now: Millis, socket: SocketId, message: Inbound) {
+        self.check_epoch(&message);
         let Some(position) = message.stream.clone() else {
             self.actions.push(Action::Deliver(message));
             return;
@@ -84,6 +90,31 @@ impl Connection {
                     .extend(deliver.into_iter().map(Action::Deliver));
                 self.arm_gap();
             }
+        }
+    }
+
+    /// Any inbound with `stream` and `epoch` (a message, or a `joined`
+    /// without `seq`) may announce that the stream started over.
+    fn check_epoch(&mut self, message: &Inbound) {
+        let (stream, epoch): (&str, Option<u64>) = match &message.stream {
+            Some(position) => (&position.stream, position.epoch),
+            None => match message.str_field("stream") {
+                Some(stream) => (stream, message.value.get("epoch").and_then(Value::as_u64)),
+                None => return,
+            },
+        };
+        let Some(epoch) = epoch else {
+            return;
+        };
+        if let Some((from, dropped)) = self.streams.observe_epoch(stream, epoch) {
+            let stream = stream.to_owned();
+            self.report(Report::EpochChanged {
+                stream,
+                from,
+                to: epoch,
+                dropped,
+            });
+            self.arm_gap();
         }
     }
 }
