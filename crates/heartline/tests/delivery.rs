@@ -325,3 +325,85 @@ fn a_first_message_past_one_under_a_new_epoch_asks_for_the_rest() {
     let actions = h.frame(&chat_in("lobby", 9, 2));
     assert_eq!(delivered_seqs(&actions), vec![(9, 2), (9, 3)]);
 }
+
+/// The delay of the first retry after an open link drops, under the
+/// default policy and `seed`.
+fn first_retry_delay(seed: u64) -> Millis {
+    let mut conn = Connection::new(Config::default(), seed);
+    let Some(Action::Open { socket }) = conn.handle(0, Event::Start).first().cloned() else {
+        panic!("no open")
+    };
+    conn.handle(10, Event::Opened { socket });
+    let actions = conn.handle(
+        20_000,
+        Event::Closed {
+            socket,
+            code: 1006,
+            reason: String::new(),
+            was_clean: false,
+        },
+    );
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::SetTimer {
+                kind: TimerKind::Reconnect,
+                at,
+            } => Some(at - 20_000),
+            _ => None,
+        })
+        .expect("a reconnect")
+}
+
+#[test]
+fn default_first_retry_comes_within_250_ms_jittered_across_clients() {
+    let delays: Vec<Millis> = (0..200).map(first_retry_delay).collect();
+    assert!(delays.iter().all(|d| *d <= 250), "{delays:?}");
+    let distinct: std::collections::HashSet<_> = delays.iter().collect();
+    assert!(distinct.len() > 50, "jittered: {} distinct", distinct.len());
+}
+
+#[test]
+fn default_policy_declares_a_dead_link_within_15_s() {
+    let mut h = Harness::new(Config::default());
+    h.connect();
+    let opened_at = h.now;
+    // The link goes silent; nothing comes back.
+    let mut lost_at = None;
+    while h.now < opened_at + 60_000 {
+        let actions = h.advance_by(100);
+        if closes(&actions)
+            .iter()
+            .any(|(_, code)| *code == CLOSE_HEARTBEAT_LOST)
+        {
+            lost_at = Some(h.now);
+            break;
+        }
+    }
+    let lost_at = lost_at.expect("the dead link is declared");
+    assert!(lost_at - opened_at <= 15_000, "{} ms", lost_at - opened_at);
+}
+
+#[test]
+fn default_policy_keeps_retrying_past_ten_failures_at_the_capped_delay() {
+    let mut h = Harness::new(Config::default());
+    h.event(Event::Start);
+    let mut last_delay = 0;
+    for _ in 0..30 {
+        // The attempt fails at once.
+        let socket = h.live();
+        h.event(Event::Error { socket });
+        h.sockets.retain(|s| *s != socket);
+        let ConnectionStatus::Reconnecting { at, .. } = h.status() else {
+            panic!("gave up: {:?}", h.status());
+        };
+        last_delay = at - h.now;
+        h.advance_to(at);
+        assert_eq!(h.sockets.len(), 1, "a new attempt");
+    }
+    assert!(
+        (5_000..=10_000).contains(&last_delay),
+        "capped: {last_delay}"
+    );
+    assert!(h.conn.stats().connect_attempts > 30);
+}
