@@ -407,3 +407,100 @@ fn default_policy_keeps_retrying_past_ten_failures_at_the_capped_delay() {
     );
     assert!(h.conn.stats().connect_attempts > 30);
 }
+
+fn ping_t(actions: &[Action]) -> Option<u64> {
+    frames(actions).iter().find_map(|f| {
+        let value: serde_json::Value = serde_json::from_str(f).ok()?;
+        (value["socketType"] == "ping").then(|| value["t"].as_u64())?
+    })
+}
+
+#[test]
+fn a_stale_pong_gives_no_round_trip_sample_but_the_matching_one_does() {
+    let mut h = Harness::new(test_config());
+    h.connect();
+    // Ping 1 at 10 s; the link talks but its pong is slow, so it is given up.
+    let first = ping_t(&h.advance_to(10_000)).expect("ping 1");
+    h.advance_to(12_000);
+    h.frame(r#"{"socketType":"presence","room":"r","users":[]}"#);
+    h.advance_to(15_000);
+    assert_eq!(h.conn.stats().missed_pongs, 1);
+    // Ping 2, then ping 1's pong finally arrives: it answers nothing we wait for.
+    let second = ping_t(&h.advance_to(22_000)).expect("ping 2");
+    assert_ne!(first, second);
+    h.advance_by(50);
+    h.frame(&format!(r#"{{"socketType":"pong","t":{first}}}"#));
+    assert_eq!(h.conn.stats().last_rtt, None, "no sample from a stale pong");
+    assert!(
+        h.timers.contains_key(&TimerKind::PongTimeout),
+        "ping 2 still waits"
+    );
+    // A pong whose t matches no ping at all is no sample either.
+    h.frame(&format!(r#"{{"socketType":"pong","t":{}}}"#, h.now - 1));
+    assert_eq!(h.conn.stats().last_rtt, None);
+    // Ping 2's own pong (echoed as a float) is the sample.
+    h.advance_by(30);
+    h.frame(&format!(r#"{{"socketType":"pong","t":{second}.0}}"#));
+    assert_eq!(h.conn.stats().last_rtt, Some(h.now - second));
+    assert!(!h.timers.contains_key(&TimerKind::PongTimeout));
+}
+
+#[test]
+fn send_volatile_works_again_after_a_mebibyte_of_volatile_writes_drains() {
+    let mut h = Harness::new(test_config());
+    let socket = h.connect();
+    let blob = "x".repeat(60_000);
+    let mut written = 0usize;
+    let refused = loop {
+        match h
+            .conn
+            .send_volatile_at(h.now, json!({"socketType": "cursor", "blob": blob}))
+        {
+            Ok(()) => written += 60_000,
+            Err(error) => break error,
+        }
+        h.drain();
+    };
+    assert_eq!(refused, SendError::Congested);
+    assert!(written > 1024 * 1024);
+    // The core polls the buffer while its estimate is above zero...
+    assert!(h.timers.contains_key(&TimerKind::Flush));
+    // ...and the driver reports what the socket really holds: it drained.
+    h.event(Event::BufferedAmount { socket, bytes: 0 });
+    assert!(!h.timers.contains_key(&TimerKind::Flush));
+    assert_eq!(
+        h.conn
+            .send_volatile_at(h.now, json!({"socketType": "typing"})),
+        Ok(())
+    );
+    // A driver that cannot read it lets the poll fire: also drained.
+    loop {
+        match h
+            .conn
+            .send_volatile_at(h.now, json!({"socketType": "cursor", "blob": blob}))
+        {
+            Ok(()) => h.drain(),
+            Err(_) => break,
+        };
+    }
+    h.advance_by(100);
+    assert_eq!(
+        h.conn
+            .send_volatile_at(h.now, json!({"socketType": "typing"})),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_partial_drain_keeps_the_poll_going_until_the_buffer_is_empty() {
+    let mut h = Harness::new(test_config());
+    let socket = h.connect();
+    h.send(chat_send("a"));
+    // The poll is due; the driver reads the buffer instead of firing it.
+    let due = h.timers.remove(&TimerKind::Flush).expect("a poll");
+    h.now = due;
+    h.event(Event::BufferedAmount { socket, bytes: 10 });
+    assert!(h.timers.contains_key(&TimerKind::Flush), "still polling");
+    h.event(Event::BufferedAmount { socket, bytes: 0 });
+    assert!(!h.timers.contains_key(&TimerKind::Flush), "drained");
+}

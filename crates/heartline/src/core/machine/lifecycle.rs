@@ -34,10 +34,13 @@ impl Connection {
                     self.buffered = bytes;
                     // Keep polling until the buffer drains, so the estimate
                     // never stays high after the bytes left.
+                    // The report may stand in for a Flush fire (the driver
+                    // read the buffer instead), so re-arm rather than trust
+                    // a pending one.
                     if bytes == 0 {
                         self.cancel_timer(TimerKind::Flush);
                     } else {
-                        self.arm_flush(now);
+                        self.set_timer(TimerKind::Flush, now.saturating_add(FLUSH_POLL));
                     }
                     if bytes <= self.config.high_water_mark {
                         self.flush(now);
