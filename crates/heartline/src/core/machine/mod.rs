@@ -169,8 +169,9 @@ pub enum Event {
     },
     /// A timer set by [`Action::SetTimer`] fired.
     TimerFired(TimerKind),
-    /// The socket's `bufferedAmount`, reported after sends or when
-    /// [`TimerKind::Flush`] fires.
+    /// The socket's real `bufferedAmount`, reported after each batch of
+    /// [`Action::SendFrame`]s and in place of a [`TimerKind::Flush`] fire;
+    /// while it is above zero the core asks to poll again.
     BufferedAmount {
         /// The socket.
         socket: SocketId,
