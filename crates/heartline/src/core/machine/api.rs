@@ -1,7 +1,13 @@
 //! The app-facing methods: sending, cancelling, the outbox export, standing
 //! subscriptions and stream positions.
 
-use super::*;
+use serde_json::Value;
+
+use super::{
+    CancelError, Connection, Phase, RestoreError, SendError, SendOptions, Standing, validate,
+};
+use crate::core::outbox::{DUMP_VERSION, Dump, Entry};
+use crate::core::{DeliveryState, MessageFailure, MessageId, Millis};
 
 impl Connection {
     /// Adds (or replaces, keeping its place) a standing subscription under
@@ -98,7 +104,7 @@ impl Connection {
         self.streams.set_last_seq(stream, seq);
     }
 
-    /// The epoch known for `stream` (see the [wire contract](super::super::contract)).
+    /// The epoch known for `stream` (see the [wire contract](crate::core::contract)).
     ///
     /// ```
     /// use heartline::core::{Config, Connection};

@@ -1,6 +1,13 @@
 //! Inbound frames and timer fires.
 
-use super::*;
+use serde_json::Value;
+
+use super::{Action, Connection, FrameData, Loss, Phase, RATE_LIMITED, TimerKind};
+use crate::core::pacer::Pacer;
+use crate::core::{
+    CLOSE_NORMAL, DeliveryState, HeartbeatStyle, Inbound, MessageFailure, MessageId, Millis,
+    ParseError, Report, SocketId,
+};
 
 impl Connection {
     pub(super) fn on_frame(&mut self, now: Millis, socket: SocketId, data: FrameData) {

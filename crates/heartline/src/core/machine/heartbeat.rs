@@ -1,6 +1,10 @@
 //! Pings, pongs, probes and the verdict on a silent link.
 
-use super::*;
+use serde_json::Value;
+
+use super::{Connection, LATE_TIMER_SLACK, Loss, TimerKind};
+use crate::core::heartbeat::{Ping, ping_frame, pong_matches};
+use crate::core::{CLOSE_HEARTBEAT_LOST, HeartbeatStyle, Millis, Report, SocketId};
 
 impl Connection {
     /// A JSON pong: the reply to the outstanding ping only when it echoes

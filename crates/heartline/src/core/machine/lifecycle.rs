@@ -1,6 +1,10 @@
 //! Connecting, opening, losing the link and deciding whether to retry.
 
-use super::*;
+use super::{Action, Connection, Event, FLUSH_POLL, Loss, Phase, TimerKind};
+use crate::core::{
+    CLOSE_AUTH_REFUSED, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, DeliveryState, FailureReason, Millis,
+    SocketId,
+};
 
 impl Connection {
     // ---- event processing ----

@@ -5,14 +5,13 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::backoff::{Backoff, SplitMix64};
-use super::heartbeat::{Heartbeat, Ping, ping_frame, pong_matches};
-use super::outbox::{DUMP_VERSION, Dump, Entry, Outbox};
+use super::heartbeat::Heartbeat;
+use super::outbox::Outbox;
 use super::pacer::Pacer;
-use super::streams::{Accepted, Streams};
+use super::streams::Streams;
 use super::{
-    CLOSE_AUTH_REFUSED, CLOSE_HEARTBEAT_LOST, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Config,
-    ConnectionStatus, DeliveryState, FailureReason, HeartbeatStyle, Inbound, MessageFailure,
-    MessageId, Millis, ParseError, Registry, Report, SocketId, Stats,
+    Config, ConnectionStatus, DeliveryState, FailureReason, Inbound, MessageId, Millis, Registry,
+    Report, SocketId, Stats,
 };
 
 mod api;

@@ -1,7 +1,8 @@
 //! Writing the outbox: order, the send window, pacing under the server's
 //! limits, back-pressure and time-to-live.
 
-use super::*;
+use super::{Action, Connection, DEFAULT_RETRY_AFTER, FLUSH_POLL, TimerKind};
+use crate::core::{DeliveryState, MessageFailure, MessageId, Millis, Report, SocketId};
 
 impl Connection {
     /// Writes queued messages in order while the window, the pace, the

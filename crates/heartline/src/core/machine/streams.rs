@@ -1,6 +1,10 @@
 //! Standing subscriptions and the resume of streams.
 
-use super::*;
+use serde_json::Value;
+
+use super::{Action, Connection, TimerKind};
+use crate::core::streams::Accepted;
+use crate::core::{Inbound, Millis, Report, SocketId};
 
 impl Connection {
     /// Asks again for a stream from its last delivered message, by
