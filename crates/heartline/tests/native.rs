@@ -1,0 +1,1 @@
+//! Native driver tests (placeholder).
