@@ -20,10 +20,11 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod peer;
+mod session;
 pub mod state;
 pub mod static_files;
 pub mod store;
-pub mod ws;
+pub mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,7 +46,7 @@ pub use state::AppState;
 pub fn app(state: AppState) -> Router {
     let spa = static_files::router(&state.config().dist);
     Router::new()
-        .route("/ws", get(ws::ws_handler))
+        .route("/ws", get(transport::ws_handler))
         .route("/healthz", get(healthz))
         .with_state(state)
         .fallback_service(spa)
