@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, body::Bytes};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use heartline_protocol::{ServerMessage, close_code, error_code};
+use heartline_protocol::{ServerMessage, close_code};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -36,8 +36,6 @@ const READ_BUFFER: usize = 4 * 1024;
 const WRITE_BUFFER: usize = 8 * 1024;
 /// Frames written before one flush.
 const MAX_WRITE_BATCH: usize = 256;
-/// Refused frames in a row that get a client closed for abuse.
-const MAX_STRIKES: u32 = 10;
 /// How long a close handshake may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -108,8 +106,13 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
     counters.connections.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(conn_id, ?ip, "connected");
 
-    let epoch = Instant::now();
-    let last_seen = Arc::new(AtomicU64::new(0));
+    // The limits go first, before anything the client could trigger.
+    peer.push(frame(&ServerMessage::Limits {
+        rate: config.rate,
+        burst: config.burst,
+        max_frame_bytes: config.max_frame_bytes.max(1024),
+    }));
+    let last_seen = Arc::new(LastSeen::new());
     let (sink, stream) = socket.split();
     let send = SendLoop {
         sink,
@@ -119,7 +122,6 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
         ping_every: config.ping_interval(),
         idle_timeout: config.idle_timeout(),
         last_seen: last_seen.clone(),
-        epoch,
         counters: counters.clone(),
     };
     let reader = Reader {
@@ -128,8 +130,8 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
         state: state.clone(),
         peer: peer.clone(),
         strikes: 0,
+        max_strikes: config.burst,
         last_seen,
-        epoch,
     };
     let mut send_task = tokio::spawn(send.run());
     let mut recv_task = tokio::spawn(reader.run(stream));
@@ -168,9 +170,36 @@ struct SendLoop {
     shutdown: watch::Receiver<bool>,
     ping_every: Duration,
     idle_timeout: Duration,
-    last_seen: Arc<AtomicU64>,
-    epoch: Instant,
+    last_seen: Arc<LastSeen>,
     counters: Arc<crate::metrics::Counters>,
+}
+
+/// When the client last sent anything, shared by the two halves: the reader
+/// touches it on every frame, the writer sleeps until it is too long ago.
+#[derive(Debug)]
+struct LastSeen {
+    start: Instant,
+    /// Microseconds after `start`.
+    micros: AtomicU64,
+}
+
+impl LastSeen {
+    fn new() -> Self {
+        LastSeen {
+            start: Instant::now(),
+            micros: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// When the connection is idle for `timeout`, as things stand.
+    fn idle_at(&self, timeout: Duration) -> Instant {
+        self.start + Duration::from_micros(self.micros.load(Ordering::Relaxed)) + timeout
+    }
 }
 
 enum Event {
@@ -178,6 +207,7 @@ enum Event {
     Shutdown,
     Out(Option<Outbound>),
     Ping,
+    IdleCheck,
 }
 
 enum Step {
@@ -191,6 +221,10 @@ impl SendLoop {
     async fn run(mut self) {
         let mut ping = tokio::time::interval_at(Instant::now() + self.ping_every, self.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Wakes at the moment the client would have been silent for the idle
+        // timeout; a frame since then moves the moment on.
+        let idle = tokio::time::sleep_until(self.last_seen.idle_at(self.idle_timeout));
+        tokio::pin!(idle);
         let reason = loop {
             // Pick an event first, then act on it: the branches' futures
             // borrow `self` until the select is over.
@@ -200,6 +234,7 @@ impl SendLoop {
                 _ = self.shutdown.wait_for(|down| *down) => Event::Shutdown,
                 out = self.rx.recv() => Event::Out(out),
                 _ = ping.tick() => Event::Ping,
+                () = &mut idle => Event::IdleCheck,
             };
             let step = match event {
                 Event::Control(alive) => close_requested(&mut self.ctl, alive),
@@ -207,6 +242,16 @@ impl SendLoop {
                 Event::Out(Some(out)) => self.write(out).await,
                 Event::Out(None) => Step::Stop,
                 Event::Ping => self.ping().await,
+                Event::IdleCheck => {
+                    let at = self.last_seen.idle_at(self.idle_timeout);
+                    if at <= Instant::now() {
+                        tracing::debug!(timeout = ?self.idle_timeout, "idle timeout");
+                        Step::Close(CloseReason::new(close_code::IDLE_TIMEOUT, "idle timeout"))
+                    } else {
+                        idle.as_mut().reset(at);
+                        Step::Continue
+                    }
+                }
             };
             match step {
                 Step::Continue => {}
@@ -265,14 +310,9 @@ impl SendLoop {
         }
     }
 
-    /// Drops a client silent for longer than the idle timeout; pings the others.
+    /// Sends an RFC 6455 Ping (a browser answers it, which keeps an idle but
+    /// healthy tab alive).
     async fn ping(&mut self) -> Step {
-        let seen = Duration::from_millis(self.last_seen.load(Ordering::Relaxed));
-        let idle = self.epoch.elapsed().saturating_sub(seen);
-        if idle >= self.idle_timeout {
-            tracing::debug!(?idle, "idle timeout");
-            return Step::Close(CloseReason::new(close_code::IDLE_TIMEOUT, "idle timeout"));
-        }
         let ping = self.sink.send(Message::Ping(Bytes::new()));
         tokio::select! {
             biased;
@@ -320,16 +360,17 @@ struct Reader {
     peer: Peer,
     bucket: TokenBucket,
     strikes: u32,
-    last_seen: Arc<AtomicU64>,
-    epoch: Instant,
+    /// Refusals in a row that close the connection (more than the burst: a
+    /// client keeping its window under the burst never gets there).
+    max_strikes: u32,
+    last_seen: Arc<LastSeen>,
 }
 
 impl Reader {
     async fn run(mut self, mut stream: SplitStream<WebSocket>) {
         while let Some(frame) = stream.next().await {
             // Anything the client sends, Pongs included, shows it is alive.
-            let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.last_seen.store(now_ms, Ordering::Relaxed);
+            self.last_seen.touch();
             let frame = match frame {
                 Ok(frame) => frame,
                 Err(e) => {
@@ -344,13 +385,13 @@ impl Reader {
             match frame {
                 Message::Text(text) => {
                     self.count_in();
-                    if self.admit() {
+                    if self.admit(text.as_str()) {
                         self.session.on_text(text.as_str()).await;
                     }
                 }
                 Message::Binary(_) => {
                     self.count_in();
-                    if self.admit() {
+                    if self.admit("") {
                         self.session.on_binary().await;
                     }
                 }
@@ -386,15 +427,17 @@ impl Reader {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes a token from the bucket. Without one the frame is refused with
-    /// `rate_limited`; too many refusals in a row close the connection.
-    fn admit(&mut self) -> bool {
-        if self.bucket.try_take(std::time::Instant::now()) {
+    /// Takes a token from the bucket. Without one the frame is refused
+    /// with `rate_limited`, naming its id and when a token will be there;
+    /// more than `max_strikes` refusals in a row close the connection.
+    fn admit(&mut self, text: &str) -> bool {
+        let now = std::time::Instant::now();
+        if self.bucket.try_take(now) {
             self.strikes = 0;
             return true;
         }
         self.strikes += 1;
-        if self.strikes > MAX_STRIKES {
+        if self.strikes > self.max_strikes {
             tracing::info!(conn = self.peer.id, "closing: rate limit exceeded");
             self.peer.close(CloseReason::new(
                 close_code::RATE_LIMITED,
@@ -402,12 +445,9 @@ impl Reader {
             ));
         } else {
             // Not awaited: a flooding client must not make us wait on it.
-            self.peer.push(frame(&ServerMessage::Error {
-                code: error_code::RATE_LIMITED.into(),
-                message: "too many messages; slow down".into(),
-                id: None,
-                retry_after_ms: None,
-            }));
+            let wait = self.bucket.retry_after(now);
+            self.peer
+                .push(frame(&crate::session::rate_limited(text, wait)));
         }
         false
     }
