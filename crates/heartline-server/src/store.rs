@@ -117,6 +117,9 @@ enum Request {
     Rooms {
         reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
     },
+    UserCount {
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     Insert {
         user: UserId,
         client_id: String,
@@ -204,6 +207,11 @@ impl Store {
     /// All stored rooms that have not expired.
     pub async fn rooms(&self) -> Result<Vec<String>, StoreError> {
         self.call(|reply| Request::Rooms { reply }).await
+    }
+
+    /// How many users (identities) are stored.
+    pub async fn user_count(&self) -> Result<u64, StoreError> {
+        self.call(|reply| Request::UserCount { reply }).await
     }
 
     /// Expires `rooms`, deleting or keeping their history. Queued at once,
@@ -535,6 +543,12 @@ fn handle(tx: &mut Transaction<'_>, req: Request) -> After {
                 let rows = stmt.query_map([], |row| row.get(0))?;
                 Ok(rows.collect::<Result<Vec<String>, _>>()?)
             })();
+            reply(r, v)
+        }
+        Request::UserCount { reply: r } => {
+            let v = tx
+                .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+                .map_err(StoreError::from);
             reply(r, v)
         }
         Request::Insert {
