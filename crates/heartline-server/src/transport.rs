@@ -4,7 +4,7 @@
 //! The send task owns the socket's write half: it drains the connection's
 //! bounded queue, sends RFC 6455 Pings, enforces the idle timeout and writes
 //! the close frame. The receive task rate-limits the client's frames and
-//! hands them to the protocol's [`Session`](crate::session).
+//! hands them to the protocol's session (`session.rs`).
 //! Anything else (rooms, the metrics sampler, the store) reaches the
 //! connection only through its [`Peer`] handle.
 
