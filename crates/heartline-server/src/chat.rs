@@ -36,9 +36,23 @@ struct Throttle {
     pending: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Room {
     members: HashMap<ConnId, Member>,
+    /// A configured room: never expires.
+    permanent: bool,
+    /// Last join, leave or message.
+    last_active: Instant,
+}
+
+impl Room {
+    fn new(permanent: bool) -> Self {
+        Room {
+            members: HashMap::new(),
+            permanent,
+            last_active: Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -86,23 +100,68 @@ impl Hub {
         self.rooms().contains_key(room)
     }
 
-    /// Adds a room known to exist (default or stored), ignoring the limit.
+    /// Adds a stored room, ignoring the limit. It expires once empty and
+    /// idle (see [`Hub::expire_idle`]).
     pub fn add_existing_room(&self, room: &str) {
-        self.rooms().entry(room.to_string()).or_default();
+        self.rooms()
+            .entry(room.to_string())
+            .or_insert_with(|| Room::new(false));
+    }
+
+    /// Adds a configured room: ignores the limit, never expires.
+    pub fn add_permanent_room(&self, room: &str) {
+        self.rooms()
+            .entry(room.to_string())
+            .or_insert_with(|| Room::new(true))
+            .permanent = true;
     }
 
     /// Creates a room unless it exists; refuses past the room limit.
-    /// Returns whether it was created.
+    /// Returns whether it was created. Either way the room counts as
+    /// active now.
     pub fn create_room(&self, room: &str) -> Result<bool, TooManyRooms> {
         let mut rooms = self.rooms();
-        if rooms.contains_key(room) {
+        if let Some(r) = rooms.get_mut(room) {
+            r.last_active = Instant::now();
             return Ok(false);
         }
         if rooms.len() >= self.max_rooms {
             return Err(TooManyRooms(self.max_rooms));
         }
-        rooms.insert(room.to_string(), Room::default());
+        rooms.insert(room.to_string(), Room::new(false));
         Ok(true)
+    }
+
+    /// Removes every room that is not permanent, has no member and saw no
+    /// activity for `idle_for`, and calls `expired` with their names while
+    /// still holding the rooms' lock: what `expired` queues (the store's
+    /// deletion) is ordered before any later creation of the same name.
+    /// Returns the names.
+    pub fn expire_idle(&self, idle_for: Duration, expired: impl FnOnce(&[String])) -> Vec<String> {
+        let now = Instant::now();
+        let mut rooms = self.rooms();
+        let names: Vec<String> = rooms
+            .iter()
+            .filter(|(_, r)| {
+                !r.permanent
+                    && r.members.is_empty()
+                    && now.duration_since(r.last_active) >= idle_for
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if names.is_empty() {
+            return names;
+        }
+        for name in &names {
+            rooms.remove(name);
+        }
+        expired(&names);
+        drop(rooms);
+        let mut throttles = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in &names {
+            throttles.remove(name);
+        }
+        names
     }
 
     /// Removes a room that has no members (undoes a failed creation).
@@ -124,6 +183,7 @@ impl Hub {
         if !peer.push(Outbound::Batch(frames)) {
             return false;
         }
+        r.last_active = Instant::now();
         r.members.insert(
             peer.id,
             Member {
@@ -136,9 +196,10 @@ impl Hub {
 
     /// Removes a connection from a room. Returns whether it was a member.
     pub fn leave(&self, room: &str, conn: ConnId) -> bool {
-        self.rooms()
-            .get_mut(room)
-            .is_some_and(|r| r.members.remove(&conn).is_some())
+        self.rooms().get_mut(room).is_some_and(|r| {
+            r.last_active = Instant::now();
+            r.members.remove(&conn).is_some()
+        })
     }
 
     /// Removes a connection from every room; returns the rooms it was in.
@@ -146,6 +207,7 @@ impl Hub {
         let mut left = Vec::new();
         for (name, room) in self.rooms().iter_mut() {
             if room.members.remove(&conn).is_some() {
+                room.last_active = Instant::now();
                 left.push(name.clone());
             }
         }
@@ -242,9 +304,11 @@ impl Hub {
 
     /// Sends a stored chat message to the members of its room.
     pub fn publish(&self, msg: &ChatMessage) -> usize {
-        let room = msg.stream.clone();
+        if let Some(r) = self.rooms().get_mut(&msg.stream) {
+            r.last_active = Instant::now();
+        }
         let text = frame(&ServerMessage::ChatMessage(msg.clone()));
-        self.fan_out(&room, None, &text)
+        self.fan_out(&msg.stream, None, &text)
     }
 
     /// Relays "`from` is typing" to the other members of a room.
@@ -302,6 +366,26 @@ mod tests {
         assert!(!hub.leave("lobby", 1));
         assert_eq!(hub.leave_all(2), vec!["lobby".to_string()]);
         assert_eq!(hub.presence("lobby"), vec!["al"]);
+    }
+
+    #[test]
+    fn only_empty_idle_non_permanent_rooms_expire() {
+        let hub = Hub::new(10);
+        hub.add_permanent_room("lobby");
+        hub.add_existing_room("old");
+        assert_eq!(hub.create_room("busy"), Ok(true));
+        let (p, _rx) = peer(1, 8);
+        assert!(hub.join("busy", &p, "ada", vec![]));
+        let mut queued = Vec::new();
+        let expired = hub.expire_idle(Duration::ZERO, |names| queued = names.to_vec());
+        assert_eq!(expired, vec!["old".to_string()]);
+        assert_eq!(queued, expired);
+        assert_eq!(hub.room_names(), vec!["busy", "lobby"]);
+        // Recently active rooms stay.
+        hub.leave_all(1);
+        assert!(hub.expire_idle(Duration::from_secs(60), |_| {}).is_empty());
+        assert_eq!(hub.expire_idle(Duration::ZERO, |_| {}), vec!["busy"]);
+        assert_eq!(hub.room_names(), vec!["lobby"]);
     }
 
     #[test]

@@ -50,9 +50,20 @@ pub struct Config {
     pub ping_interval_ms: u64,
 
     /// A client that has sent nothing (not even a Pong) for this long is
-    /// dropped, ms.
+    /// closed with 4005, ms. Kept per connection: the drop comes this long
+    /// after the client's last frame.
     #[arg(long, env = "HEARTLINE_IDLE_TIMEOUT_MS", default_value_t = 45_000)]
     pub idle_timeout_ms: u64,
+
+    /// Time a client has to send a complete HTTP request head (on a new
+    /// connection, and between requests on a kept-alive one), ms.
+    #[arg(long, env = "HEARTLINE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// TCP connections from one IP address that are still speaking HTTP (not
+    /// upgraded to a WebSocket yet). Beyond it, new ones are closed at once.
+    #[arg(long, env = "HEARTLINE_MAX_PENDING_PER_IP", default_value_t = 32)]
+    pub max_pending_per_ip: usize,
 
     /// Default and shortest interval between `metrics.sample` frames, ms.
     #[arg(long, env = "HEARTLINE_METRICS_INTERVAL_MS", default_value_t = 1_000)]
@@ -63,11 +74,12 @@ pub struct Config {
     pub max_frame_bytes: usize,
 
     /// Sustained frames per second allowed per connection (token bucket rate).
-    #[arg(long, env = "HEARTLINE_RATE", default_value_t = 20.0)]
+    #[arg(long, env = "HEARTLINE_RATE", default_value_t = 50.0)]
     pub rate: f64,
 
-    /// Frames a connection may send in a burst (token bucket capacity).
-    #[arg(long, env = "HEARTLINE_BURST", default_value_t = 40)]
+    /// Frames a connection may send in a burst (token bucket capacity). More
+    /// than this many refusals in a row close the connection with 4002.
+    #[arg(long, env = "HEARTLINE_BURST", default_value_t = 100)]
     pub burst: u32,
 
     /// Open WebSocket connections allowed from one IP address.
@@ -81,6 +93,35 @@ pub struct Config {
     /// Rooms that may exist, the default ones included.
     #[arg(long, env = "HEARTLINE_MAX_ROOMS", default_value_t = 100)]
     pub max_rooms: usize,
+
+    /// A room other than the --rooms ones that has had no member and no
+    /// activity for this long expires, ms; 0 never.
+    #[arg(long, env = "HEARTLINE_ROOM_EXPIRY_MS", default_value_t = 86_400_000)]
+    pub room_expiry_ms: u64,
+
+    /// Keep the history of expired rooms: joining the name again continues
+    /// the same stream. Without it the history is deleted and the room
+    /// starts over with a new epoch.
+    #[arg(long, env = "HEARTLINE_KEEP_EXPIRED_HISTORY")]
+    pub keep_expired_history: bool,
+
+    /// New rooms one user may create per minute (as many at once).
+    #[arg(
+        long,
+        env = "HEARTLINE_ROOM_CREATIONS_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub room_creations_per_minute: u32,
+
+    /// An anonymous user (token) not seen in a `hello` for this long, with no
+    /// stored message and not connected, is deleted, ms; 0 never. Its token
+    /// is then taken as a new identity.
+    #[arg(
+        long,
+        env = "HEARTLINE_USER_EXPIRY_MS",
+        default_value_t = 2_592_000_000
+    )]
+    pub user_expiry_ms: u64,
 
     /// Frames queued for one client before it counts as too slow and is
     /// dropped (so it never stalls a room).
@@ -113,13 +154,19 @@ impl Default for Config {
             rooms: vec!["lobby".into(), "random".into(), "help".into()],
             ping_interval_ms: 15_000,
             idle_timeout_ms: 45_000,
+            header_timeout_ms: 10_000,
+            max_pending_per_ip: 32,
             metrics_interval_ms: 1_000,
             max_frame_bytes: 64 * 1024,
-            rate: 20.0,
-            burst: 40,
+            rate: 50.0,
+            burst: 100,
             max_connections_per_ip: 64,
             max_connections: 10_000,
             max_rooms: 100,
+            room_expiry_ms: 86_400_000,
+            keep_expired_history: false,
+            room_creations_per_minute: 10,
+            user_expiry_ms: 2_592_000_000,
             send_queue: 512,
             history_recent: 50,
             history_max: 1_000,
@@ -151,6 +198,21 @@ impl Config {
     /// Idle timeout, at least 10 ms.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms.max(10))
+    }
+
+    /// Deadline for an HTTP request head, at least 10 ms.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.max(10))
+    }
+
+    /// How long an empty room stays idle before it expires; `None`: never.
+    pub fn room_expiry(&self) -> Option<Duration> {
+        (self.room_expiry_ms > 0).then(|| Duration::from_millis(self.room_expiry_ms))
+    }
+
+    /// How long an unseen user is kept; `None`: forever.
+    pub fn user_expiry(&self) -> Option<Duration> {
+        (self.user_expiry_ms > 0).then(|| Duration::from_millis(self.user_expiry_ms))
     }
 
     /// Metrics interval, at least 50 ms (sampling costs a few /proc reads).

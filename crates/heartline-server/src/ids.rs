@@ -26,6 +26,15 @@ pub fn is_valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A random stream epoch in [1, 2^53): exact as a JavaScript number.
+pub fn new_epoch() -> u64 {
+    let mut bytes = [0u8; 8];
+    if !os_random(&mut bytes) {
+        fallback_random(&mut bytes);
+    }
+    (u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1)
+}
+
 /// A session id for a connection, unique across restarts in practice.
 pub fn session_id(conn: u64) -> String {
     let mut bytes = [0u8; 4];
@@ -71,5 +80,8 @@ mod tests {
         let mut buf = [0u8; 12];
         fallback_random(&mut buf);
         assert_ne!(buf, [0u8; 12]);
+        let (e1, e2) = (new_epoch(), new_epoch());
+        assert_ne!(e1, e2);
+        assert!((1..1 << 53).contains(&e1));
     }
 }

@@ -14,19 +14,20 @@
 //! # Ok(()) }
 //! ```
 
+mod accept;
 pub mod chat;
 pub mod config;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod peer;
+mod session;
 pub mod state;
 pub mod static_files;
 pub mod store;
-pub mod ws;
+pub mod transport;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -41,11 +42,12 @@ pub use state::AppState;
 /// The whole HTTP surface: `/ws`, `/healthz` and the SPA from `dist/`.
 ///
 /// Connection limits per IP need the peer address: serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`serve`] does).
+/// `into_make_service_with_connect_info::<SocketAddr>()`, or with [`serve`],
+/// which also bounds the HTTP phase (header timeout, per-IP cap).
 pub fn app(state: AppState) -> Router {
     let spa = static_files::router(&state.config().dist);
     Router::new()
-        .route("/ws", get(ws::ws_handler))
+        .route("/ws", get(transport::ws_handler))
         .route("/healthz", get(healthz))
         .with_state(state)
         .fallback_service(spa)
@@ -56,6 +58,7 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
         "connections": state.open_connections(),
+        "http_connections": state.pending().open(),
         "rooms": state.hub().room_count(),
         "metrics_sampling": state.metrics().is_sampling(),
         "metrics_samples": state.metrics().samples_taken(),
@@ -66,20 +69,16 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
 /// Serves [`app`] on `listener` until `shutdown` resolves, then shuts down
 /// gracefully: stops accepting, closes every WebSocket with 1001, waits up
 /// to the configured grace for them to go, and checkpoints the database.
+///
+/// Before its upgrade a connection must send each request head within
+/// `--header-timeout-ms`, and one IP address may hold at most
+/// `--max-pending-per-ip` such connections (see the `accept` module).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let signalled = state.clone();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing connections");
-            signalled.begin_shutdown();
-        })
-        .await?;
+    accept::serve_http(listener, app(state.clone()), state.clone(), shutdown).await;
     // Upgraded connections are no longer hyper's: wait for them here.
     if !state
         .wait_connections_closed(state.config().shutdown_grace())

@@ -1,9 +1,12 @@
-//! Abuse limits: a per-connection token bucket and connection counts per IP.
+//! Abuse limits: a per-connection token bucket, per-user room creation,
+//! and connection counts per IP (upgraded, and still in HTTP).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::store::UserId;
 
 /// A token bucket: `burst` tokens at most, refilled at `rate` per second.
 /// Each frame takes one token; an empty bucket refuses the frame.
@@ -39,15 +42,112 @@ impl TokenBucket {
 
     /// Takes a token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// How long until a token is available (zero if one is now), at least
+    /// 1 ms when not zero. A bucket that never refills answers one hour.
+    ///
+    /// ```
+    /// use heartline_server::limits::TokenBucket;
+    /// use std::time::{Duration, Instant};
+    /// let t0 = Instant::now();
+    /// let mut b = TokenBucket::new(4.0, 1, t0);
+    /// assert_eq!(b.retry_after(t0), Duration::ZERO);
+    /// assert!(b.try_take(t0));
+    /// assert_eq!(b.retry_after(t0), Duration::from_millis(250));
+    /// ```
+    pub fn retry_after(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        let missing = 1.0 - self.tokens;
+        if missing <= 0.0 {
+            return Duration::ZERO;
+        }
+        if self.rate <= 0.0 {
+            return NEVER_REFILLS;
+        }
+        Duration::from_secs_f64(missing / self.rate)
+            .max(Duration::from_millis(1))
+            .min(NEVER_REFILLS)
+    }
+
+    /// Whether the bucket is full (forgetting it loses nothing).
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.capacity
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+    }
+}
+
+/// The retry hint of a bucket whose rate is zero.
+const NEVER_REFILLS: Duration = Duration::from_secs(3600);
+
+/// Milliseconds to wait, rounded up, at least 1: the `retry_after_ms` of a
+/// `rate_limited` refusal.
+pub fn retry_after_ms(wait: Duration) -> u64 {
+    let micros = wait.as_micros();
+    u64::try_from(micros.div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// One token bucket per user for creating rooms: `per_minute` rooms a
+/// minute, as many at once.
+#[derive(Debug)]
+pub struct RoomCreationLimiter {
+    buckets: Mutex<HashMap<UserId, TokenBucket>>,
+    per_minute: u32,
+}
+
+impl RoomCreationLimiter {
+    /// A limiter allowing each user `per_minute` new rooms a minute.
+    pub fn new(per_minute: u32) -> Self {
+        RoomCreationLimiter {
+            buckets: Mutex::default(),
+            per_minute,
+        }
+    }
+
+    /// Takes one room creation for `user`, or says how long to wait.
+    ///
+    /// ```
+    /// use heartline_server::limits::RoomCreationLimiter;
+    /// use std::time::Instant;
+    /// let limiter = RoomCreationLimiter::new(1);
+    /// let now = Instant::now();
+    /// assert!(limiter.try_create(7, now).is_ok());
+    /// assert!(limiter.try_create(7, now).is_err());
+    /// assert!(limiter.try_create(8, now).is_ok());
+    /// ```
+    pub fn try_create(&self, user: UserId, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = buckets.entry(user).or_insert_with(|| {
+            TokenBucket::new(f64::from(self.per_minute) / 60.0, self.per_minute, now)
+        });
+        if bucket.try_take(now) {
+            Ok(())
+        } else {
+            Err(bucket.retry_after(now))
+        }
+    }
+
+    /// Forgets users whose bucket is full again (bounds the map).
+    pub fn prune(&self, now: Instant) {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, bucket| !bucket.is_full(now));
     }
 }
 
@@ -140,7 +240,6 @@ impl Drop for ConnectionGuard {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn bucket_refills_up_to_capacity() {
@@ -157,6 +256,32 @@ mod tests {
         }
         assert!(!b.try_take(t1));
         assert!(b.try_take(t1 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn retry_hint_is_the_wait_for_one_token() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(50.0, 2, t0);
+        assert!(b.try_take(t0) && b.try_take(t0));
+        assert_eq!(retry_after_ms(b.retry_after(t0)), 20);
+        let t1 = t0 + Duration::from_millis(15);
+        assert_eq!(retry_after_ms(b.retry_after(t1)), 5);
+        assert_eq!(retry_after_ms(Duration::from_micros(1)), 1);
+        assert_eq!(retry_after_ms(Duration::ZERO), 1);
+        let mut dry = TokenBucket::new(0.0, 1, t0);
+        assert!(dry.try_take(t0));
+        assert_eq!(dry.retry_after(t0), NEVER_REFILLS);
+    }
+
+    #[test]
+    fn room_creation_buckets_are_pruned_once_full() {
+        let t0 = Instant::now();
+        let l = RoomCreationLimiter::new(60);
+        assert!(l.try_create(1, t0).is_ok());
+        l.prune(t0);
+        assert_eq!(l.buckets.lock().unwrap().len(), 1);
+        l.prune(t0 + Duration::from_secs(2));
+        assert!(l.buckets.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! State shared by every request and connection.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use heartline_protocol::validate_room;
@@ -10,9 +11,12 @@ use tokio::sync::watch;
 
 use crate::chat::Hub;
 use crate::config::{Config, OriginPolicy};
-use crate::limits::ConnectionLimiter;
+use crate::limits::{ConnectionLimiter, RoomCreationLimiter};
 use crate::metrics::{Counters, MetricsHub, ServerStats};
-use crate::store::{Store, StoreError};
+use crate::store::{ExpiredHistory, Store, StoreError, UserId};
+
+/// Longest pause between two housekeeping sweeps.
+const MAX_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Debug, Clone)]
@@ -30,6 +34,9 @@ struct Inner {
     metrics: Arc<MetricsHub>,
     counters: Arc<Counters>,
     limiter: ConnectionLimiter,
+    pending: ConnectionLimiter,
+    room_creations: RoomCreationLimiter,
+    online: OnlineUsers,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
     started: Instant,
@@ -43,8 +50,9 @@ impl ServerStats for Hub {
 
 impl AppState {
     /// Opens the database, creates the default rooms and loads the stored
-    /// ones. `local_addr` is the address actually bound (it names the
-    /// server's own origin).
+    /// ones, and starts the housekeeping sweep (room and user expiry). Needs
+    /// a Tokio runtime. `local_addr` is the address actually bound (it names
+    /// the server's own origin).
     pub async fn new(config: Config, local_addr: SocketAddr) -> Result<AppState, StoreError> {
         let hub = Arc::new(Hub::new(config.max_rooms));
         let publisher_hub = hub.clone();
@@ -59,7 +67,7 @@ impl AppState {
             match validate_room(room) {
                 Ok(room) => {
                     store.create_room(&room).await?;
-                    hub.add_existing_room(&room);
+                    hub.add_permanent_room(&room);
                 }
                 Err(e) => tracing::warn!(room, error = %e, "default room ignored"),
             }
@@ -71,8 +79,10 @@ impl AppState {
         let metrics = Arc::new(MetricsHub::new(counters.clone(), config.metrics_interval()));
         let origins = OriginPolicy::new(config.allowed_origins.as_deref(), local_addr);
         let limiter = ConnectionLimiter::new(config.max_connections_per_ip, config.max_connections);
+        let pending = ConnectionLimiter::new(config.max_pending_per_ip, usize::MAX);
+        let room_creations = RoomCreationLimiter::new(config.room_creations_per_minute);
         let (shutdown, _) = watch::channel(false);
-        Ok(AppState {
+        let state = AppState {
             inner: Arc::new(Inner {
                 config,
                 local_addr,
@@ -82,11 +92,83 @@ impl AppState {
                 metrics,
                 counters,
                 limiter,
+                pending,
+                room_creations,
+                online: OnlineUsers::default(),
                 shutdown,
                 next_conn: AtomicU64::new(1),
                 started: Instant::now(),
             }),
-        })
+        };
+        state.spawn_housekeeping();
+        Ok(state)
+    }
+
+    /// Sweeps every quarter of the shortest expiry (at least every
+    /// [`MAX_SWEEP_PERIOD`]) until shutdown or the last handle is dropped.
+    fn spawn_housekeeping(&self) {
+        let config = self.config();
+        let Some(shortest) = [config.room_expiry(), config.user_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
+        };
+        let period = (shortest / 4).clamp(Duration::from_millis(10), MAX_SWEEP_PERIOD);
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let mut shutdown = self.shutdown_signal();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait_for(|down| *down) => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                AppState { inner }.sweep().await;
+            }
+        });
+    }
+
+    /// One housekeeping pass: expires rooms empty and idle for
+    /// `--room-expiry-ms` (not the configured ones) and users unseen for
+    /// `--user-expiry-ms` who have no stored message and are offline.
+    pub async fn sweep(&self) {
+        let config = self.config();
+        if let Some(idle) = config.room_expiry() {
+            let history = if config.keep_expired_history {
+                ExpiredHistory::Keep
+            } else {
+                ExpiredHistory::Delete
+            };
+            let mut queued = None;
+            let expired = self.hub().expire_idle(idle, |names| {
+                queued = Some(self.store().expire_rooms(names.to_vec(), history));
+            });
+            if let Some(done) = queued {
+                match done.await {
+                    Ok(Ok(())) => tracing::info!(rooms = ?expired, ?history, "rooms expired"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "room expiry failed"),
+                    Err(_) => tracing::debug!("room expiry: store closed"),
+                }
+            }
+        }
+        self.inner.room_creations.prune(std::time::Instant::now());
+        if let Some(idle) = config.user_expiry() {
+            let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+            let before = crate::now_ms().saturating_sub(idle_ms);
+            match self
+                .store()
+                .expire_users(before, self.inner.online.ids())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(users = n, "idle users expired"),
+                Err(e) => tracing::error!(error = %e, "user expiry failed"),
+            }
+        }
     }
 
     /// The configuration.
@@ -124,9 +206,24 @@ impl AppState {
         &self.inner.counters
     }
 
-    /// Connection limits.
+    /// Limits on upgraded WebSocket connections.
     pub fn limiter(&self) -> &ConnectionLimiter {
         &self.inner.limiter
+    }
+
+    /// Limits on TCP connections still speaking HTTP (not upgraded).
+    pub fn pending(&self) -> &ConnectionLimiter {
+        &self.inner.pending
+    }
+
+    /// Per-user room creation limits.
+    pub fn room_creations(&self) -> &RoomCreationLimiter {
+        &self.inner.room_creations
+    }
+
+    /// Users with an open, welcomed connection (never expired).
+    pub fn online(&self) -> &OnlineUsers {
+        &self.inner.online
     }
 
     /// A fresh connection id.
@@ -172,5 +269,56 @@ impl AppState {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         true
+    }
+}
+
+/// Users with at least one welcomed connection open.
+#[derive(Debug, Default)]
+pub struct OnlineUsers {
+    counts: Arc<Mutex<HashMap<UserId, usize>>>,
+}
+
+impl OnlineUsers {
+    /// Marks `user` online until the guard is dropped.
+    pub fn enter(&self, user: UserId) -> OnlineGuard {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(user)
+            .or_insert(0) += 1;
+        OnlineGuard {
+            counts: self.counts.clone(),
+            user,
+        }
+    }
+
+    /// The users online now.
+    pub fn ids(&self) -> Vec<UserId> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect()
+    }
+}
+
+/// Keeps one connection's user online.
+#[derive(Debug)]
+pub struct OnlineGuard {
+    counts: Arc<Mutex<HashMap<UserId, usize>>>,
+    user: UserId,
+}
+
+impl Drop for OnlineGuard {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
     }
 }

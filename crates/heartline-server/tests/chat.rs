@@ -20,9 +20,11 @@ async fn join_with_since_returns_exactly_the_missed_messages_in_order() {
     hello(&mut ada, "ada", None).await;
     let (history, joined) = join(&mut ada, "lobby", None).await;
     assert!(history.is_empty());
+    let epoch = joined["epoch"].as_u64().expect("an epoch");
+    assert!((1..1 << 53).contains(&epoch), "{joined}");
     assert_eq!(
         joined,
-        json!({"socketType": "joined", "stream": "lobby", "last_seq": 0})
+        json!({"socketType": "joined", "stream": "lobby", "last_seq": 0, "epoch": epoch})
     );
     for i in 1..=5 {
         chat(
@@ -319,8 +321,10 @@ async fn an_unclean_kill_loses_no_acked_message() {
             .arg(ready)
             .env("RUST_LOG", "warn")
             .env_remove("HEARTLINE_ALLOWED_ORIGINS")
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
+            .map(KillOnDrop)
             .unwrap()
     };
     let ready = dir.path().join("ready");
@@ -343,7 +347,7 @@ async fn an_unclean_kill_loses_no_acked_message() {
     let mut child = spawn(&ready);
     let addr = read_addr(ready.clone()).await;
     let url = format!("ws://{addr}/ws");
-    let mut ada = connect_url(&url, None).await.unwrap();
+    let mut ada = connect_to(&url).await;
     hello(&mut ada, "ada", None).await;
     for i in 1..=20 {
         chat(
@@ -354,18 +358,17 @@ async fn an_unclean_kill_loses_no_acked_message() {
         )
         .await;
     }
-    child.kill().unwrap(); // SIGKILL: no shutdown, no checkpoint
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL: no shutdown, no checkpoint
+    child.0.wait().unwrap();
 
-    let mut child = spawn(&ready);
+    let child = spawn(&ready);
     let addr = read_addr(ready.clone()).await;
-    let mut bob = connect_url(&format!("ws://{addr}/ws"), None).await.unwrap();
+    let mut bob = connect_to(&format!("ws://{addr}/ws")).await;
     hello(&mut bob, "bob", None).await;
     let (history, joined) = join(&mut bob, "lobby", Some(0)).await;
     assert_eq!(seqs(&history), (1..=20).collect::<Vec<_>>());
     assert_eq!(joined["last_seq"], 20);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
 
 #[tokio::test]

@@ -61,8 +61,8 @@ async fn server_sends_ping_frames_and_drops_a_silent_client() {
     );
     let (opcodes, code) = silent.read_to_end().await;
     assert!(
-        opcodes.starts_with(&[0x9, 0x9]),
-        "pinged first: {opcodes:?}"
+        opcodes.starts_with(&[0x1, 0x9, 0x9]),
+        "the limits, then pings: {opcodes:?}"
     );
     assert_eq!(code, Some(heartline_protocol::close_code::IDLE_TIMEOUT));
 
@@ -265,6 +265,7 @@ async fn origin_is_checked_against_the_allow_list() {
         None,
     ] {
         let mut ws = connect_url(&url, origin).await.expect("allowed origin");
+        assert_eq!(next_json(&mut ws, WAIT).await["socketType"], "limits");
         send_text(&mut ws, "ping").await;
         assert_eq!(next_frame(&mut ws, WAIT).await, Message::text("pong"));
     }
@@ -294,7 +295,8 @@ async fn connections_per_ip_are_limited_with_4004() {
     let server = start(cfg).await;
     let _a = connect(&server).await;
     let mut b = connect(&server).await;
-    let mut c = connect(&server).await;
+    // A refused connection gets no `limits`, only the close.
+    let mut c = connect_url(&server.url(), None).await.unwrap();
     assert_eq!(expect_close(&mut c, WAIT).await.0, 4004);
     drop(_a);
     assert!(eventually(WAIT, || server.state.open_connections() == 1).await);

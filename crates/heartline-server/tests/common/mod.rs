@@ -80,12 +80,35 @@ pub fn config() -> Config {
     Config::for_tests()
 }
 
-/// Opens a client socket.
+/// Opens a client socket and reads the `limits` frame that comes first.
 pub async fn connect(server: &TestServer) -> Ws {
-    connect_url(&server.url(), None).await.expect("connect")
+    let mut ws = connect_url(&server.url(), None).await.expect("connect");
+    let limits = next_json(&mut ws, WAIT).await;
+    assert_eq!(limits["socketType"], "limits", "{limits}");
+    ws
 }
 
-/// Opens a client socket, optionally with an `Origin` header.
+/// Opens a client socket to `url` and reads the `limits` frame.
+pub async fn connect_to(url: &str) -> Ws {
+    let mut ws = connect_url(url, None).await.expect("connect");
+    let limits = next_json(&mut ws, WAIT).await;
+    assert_eq!(limits["socketType"], "limits", "{limits}");
+    ws
+}
+
+/// A child process killed when dropped, so a failing test leaves no server
+/// behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Opens a client socket, optionally with an `Origin` header (the `limits`
+/// frame is left unread).
 pub async fn connect_url(
     url: &str,
     origin: Option<&str>,

@@ -8,9 +8,12 @@
 //! new messages, run join hand-offs and answer — so an ack always means "on
 //! disk", and a message is broadcast only once it is stored.
 //!
-//! The schema is created on open. De-duplication of re-sent messages is a
-//! UNIQUE (user, client id) constraint, so it holds across reconnects and
-//! restarts.
+//! The schema is created (or migrated) on open. De-duplication of re-sent
+//! messages is a UNIQUE (user, client id) constraint, so it holds across
+//! reconnects and restarts. Each room has a random stream `epoch`, chosen
+//! when its row is created: a room created again after it expired, or in a
+//! wiped database, starts a new epoch, so clients do not take its `seq` 1
+//! for a message they already have.
 
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -19,6 +22,10 @@ use std::thread;
 use heartline_protocol::ChatMessage;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
+
+use schema::open_db;
+
+mod schema;
 
 /// Most requests handled in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -51,7 +58,43 @@ pub enum Stored {
 
 /// Runs on the store thread after the commit that saw the history: queues
 /// the history for the joining client and registers it as a member.
-pub type JoinHandoff = Box<dyn FnOnce(Vec<ChatMessage>, u64) -> bool + Send>;
+pub type JoinHandoff = Box<dyn FnOnce(History) -> bool + Send>;
+
+/// What a `join` reads: the history to replay and where the stream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// Messages to replay, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// The room's highest `seq`.
+    pub last_seq: u64,
+    /// The room's stream epoch.
+    pub epoch: u64,
+}
+
+/// Which history a `join` wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The last `seq` the client has; `None` for the recent history.
+    pub since: Option<u64>,
+    /// The epoch `since` belongs to. If it is not the room's, `since` is
+    /// ignored and the history is sent from `seq` 1.
+    pub epoch: Option<u64>,
+    /// Messages sent without `since`.
+    pub recent: usize,
+    /// Most messages sent with `since` (the oldest missed first).
+    pub max: usize,
+}
+
+/// What to do with the messages of an expired room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiredHistory {
+    /// Delete the room and its messages: a room of that name created later
+    /// starts a new stream (new epoch, `seq` from 1).
+    Delete,
+    /// Keep them: the room is only deactivated (not loaded at start, not
+    /// counted); joining it again continues the same stream.
+    Keep,
+}
 
 /// Called on the store thread for each newly committed message, in order.
 pub type Publisher = Arc<dyn Fn(&ChatMessage) + Send + Sync>;
@@ -65,8 +108,21 @@ enum Request {
         room: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    ExpireRooms {
+        rooms: Vec<String>,
+        history: ExpiredHistory,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    ExpireUsers {
+        idle_before: i64,
+        online: Vec<UserId>,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     Rooms {
         reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
+    },
+    UserCount {
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     Insert {
         user: UserId,
@@ -79,8 +135,7 @@ enum Request {
     },
     Join {
         room: String,
-        since: Option<u64>,
-        limit: usize,
+        query: HistoryQuery,
         handoff: JoinHandoff,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
@@ -140,7 +195,8 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// The user behind a token, registering the token if it is new.
+    /// The user behind a token, registering the token if it is new (or its
+    /// user expired), and marking it seen now.
     pub async fn user(&self, token: &str) -> Result<UserId, StoreError> {
         let token = token.to_string();
         self.call(|reply| Request::User { token, reply }).await
@@ -152,9 +208,51 @@ impl Store {
         self.call(|reply| Request::CreateRoom { room, reply }).await
     }
 
-    /// All stored rooms.
+    /// All stored rooms that have not expired.
     pub async fn rooms(&self) -> Result<Vec<String>, StoreError> {
         self.call(|reply| Request::Rooms { reply }).await
+    }
+
+    /// How many users (identities) are stored.
+    pub async fn user_count(&self) -> Result<u64, StoreError> {
+        self.call(|reply| Request::UserCount { reply }).await
+    }
+
+    /// Expires `rooms`, deleting or keeping their history. Queued at once,
+    /// so a request made after this call returns sees the rooms expired;
+    /// the returned receiver tells when it is done.
+    pub fn expire_rooms(
+        &self,
+        rooms: Vec<String>,
+        history: ExpiredHistory,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        // A closed store drops `reply`: the receiver then reports it.
+        let _ = self.tx.send(Request::ExpireRooms {
+            rooms,
+            history,
+            reply,
+        });
+        rx
+    }
+
+    /// Deletes users last seen before `idle_before` (ms since the Unix
+    /// epoch) who have no stored message and are not `online`. Returns how
+    /// many were deleted.
+    ///
+    /// Users with messages stay: their (user, id) pairs are what makes a
+    /// re-sent message a duplicate, so their token must keep mapping to them.
+    pub async fn expire_users(
+        &self,
+        idle_before: i64,
+        online: Vec<UserId>,
+    ) -> Result<usize, StoreError> {
+        self.call(|reply| Request::ExpireUsers {
+            idle_before,
+            online,
+            reply,
+        })
+        .await
     }
 
     /// Stores a chat message unless this user stored `client_id` before.
@@ -186,22 +284,20 @@ impl Store {
         .await
     }
 
-    /// Creates `room` if needed, reads its history after `since` (or the `limit` most recent
-    /// messages when `since` is `None`) and hands it, with the room's last
-    /// seq, to `handoff` on the store thread — after every earlier message was
-    /// published and before any later one is. Returns what `handoff` returned.
+    /// Creates (or reactivates) `room` if needed, reads the history `query`
+    /// asks for and hands it to `handoff` on the store thread — after every
+    /// earlier message was published and before any later one is. Returns
+    /// what `handoff` returned.
     pub async fn join(
         &self,
         room: &str,
-        since: Option<u64>,
-        limit: usize,
+        query: HistoryQuery,
         handoff: JoinHandoff,
     ) -> Result<bool, StoreError> {
         let room = room.to_string();
         self.call(|reply| Request::Join {
             room,
-            since,
-            limit,
+            query,
             handoff,
             reply,
         })
@@ -212,41 +308,6 @@ impl Store {
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         self.call(|reply| Request::Checkpoint { reply }).await
     }
-}
-
-fn open_db(path: &str) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    // WAL with synchronous=NORMAL: a commit is in the OS once `COMMIT`
-    // returns, so killing the process loses nothing acked (only a power cut
-    // could lose the last transactions). `:memory:` ignores both.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS users (
-             id         INTEGER PRIMARY KEY,
-             token      TEXT NOT NULL UNIQUE,
-             created_at INTEGER NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS rooms (
-             name       TEXT PRIMARY KEY,
-             last_seq   INTEGER NOT NULL DEFAULT 0,
-             created_at INTEGER NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS messages (
-             room      TEXT NOT NULL REFERENCES rooms(name),
-             seq       INTEGER NOT NULL,
-             user_id   INTEGER NOT NULL REFERENCES users(id),
-             client_id TEXT NOT NULL,
-             sender    TEXT NOT NULL,
-             text      TEXT NOT NULL,
-             at        INTEGER NOT NULL,
-             PRIMARY KEY (room, seq),
-             UNIQUE (user_id, client_id)
-         );",
-    )?;
-    Ok(conn)
 }
 
 fn run(mut conn: Connection, rx: std_mpsc::Receiver<Request>, publisher: Publisher) {
@@ -329,34 +390,77 @@ fn handle(tx: &mut Transaction<'_>, req: Request) -> After {
     match req {
         Request::User { token, reply: r } => {
             let v = savepoint(tx, |c| {
-                c.execute(
-                    "INSERT OR IGNORE INTO users (token, created_at) VALUES (?1, ?2)",
-                    params![token, crate::now_ms()],
-                )?;
-                Ok(c.query_row(
-                    "SELECT id FROM users WHERE token = ?1",
-                    params![token],
-                    |row| row.get(0),
-                )?)
+                let now = crate::now_ms();
+                Ok(c.prepare_cached(
+                    "INSERT INTO users (token, created_at, last_seen) VALUES (?1, ?2, ?2)
+                     ON CONFLICT (token) DO UPDATE SET last_seen = excluded.last_seen
+                     RETURNING id",
+                )?
+                .query_row(params![token, now], |row| row.get(0))?)
             });
             reply(r, v)
         }
         Request::CreateRoom { room, reply: r } => {
             let v = savepoint(tx, |c| {
-                c.execute(
-                    "INSERT OR IGNORE INTO rooms (name, created_at) VALUES (?1, ?2)",
-                    params![room, crate::now_ms()],
-                )?;
+                ensure_room(c, &room)?;
                 Ok(())
+            });
+            reply(r, v)
+        }
+        Request::ExpireRooms {
+            rooms,
+            history,
+            reply: r,
+        } => {
+            let v = savepoint(tx, |c| {
+                for room in &rooms {
+                    match history {
+                        ExpiredHistory::Keep => {
+                            c.prepare_cached("UPDATE rooms SET active = 0 WHERE name = ?1")?
+                                .execute(params![room])?;
+                        }
+                        ExpiredHistory::Delete => {
+                            c.prepare_cached("DELETE FROM messages WHERE room = ?1")?
+                                .execute(params![room])?;
+                            c.prepare_cached("DELETE FROM rooms WHERE name = ?1")?
+                                .execute(params![room])?;
+                        }
+                    }
+                }
+                Ok(())
+            });
+            reply(r, v)
+        }
+        Request::ExpireUsers {
+            idle_before,
+            online,
+            reply: r,
+        } => {
+            let v = savepoint(tx, |c| {
+                let online = serde_json::to_string(&online).unwrap_or_else(|_| "[]".into());
+                Ok(c.prepare_cached(
+                    "DELETE FROM users
+                     WHERE last_seen < ?1
+                       AND NOT EXISTS (SELECT 1 FROM messages WHERE user_id = users.id)
+                       AND id NOT IN (SELECT value FROM json_each(?2))",
+                )?
+                .execute(params![idle_before, online])?)
             });
             reply(r, v)
         }
         Request::Rooms { reply: r } => {
             let v = (|| {
-                let mut stmt = tx.prepare_cached("SELECT name FROM rooms ORDER BY name")?;
+                let mut stmt =
+                    tx.prepare_cached("SELECT name FROM rooms WHERE active = 1 ORDER BY name")?;
                 let rows = stmt.query_map([], |row| row.get(0))?;
                 Ok(rows.collect::<Result<Vec<String>, _>>()?)
             })();
+            reply(r, v)
+        }
+        Request::UserCount { reply: r } => {
+            let v = tx
+                .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+                .map_err(StoreError::from);
             reply(r, v)
         }
         Request::Insert {
@@ -384,18 +488,16 @@ fn handle(tx: &mut Transaction<'_>, req: Request) -> After {
         }
         Request::Join {
             room,
-            since,
-            limit,
+            query,
             handoff,
             reply: r,
         } => match savepoint(tx, |c| {
             // Joining is how users create rooms (the hub enforced the limit).
-            c.prepare_cached("INSERT OR IGNORE INTO rooms (name, created_at) VALUES (?1, ?2)")?
-                .execute(params![room, crate::now_ms()])?;
-            history(c, &room, since, limit)
+            ensure_room(c, &room)?;
+            history(c, &room, query)
         }) {
-            Ok((messages, last_seq)) => After::Reply(Box::new(move || {
-                let ok = handoff(messages, last_seq);
+            Ok(history) => After::Reply(Box::new(move || {
+                let ok = handoff(history);
                 let _ = r.send(Ok(ok));
             })),
             Err(e) => reply(r, Err(e)),
@@ -403,6 +505,17 @@ fn handle(tx: &mut Transaction<'_>, req: Request) -> After {
         // Handled by the caller, outside the transaction.
         Request::Checkpoint { reply: r } => reply(r, Ok(())),
     }
+}
+
+/// Creates a room with a fresh epoch, or reactivates an expired one kept
+/// with its history.
+fn ensure_room(c: &Connection, room: &str) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO rooms (name, created_at, epoch) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET active = 1 WHERE active = 0",
+    )?
+    .execute(params![room, crate::now_ms(), crate::ids::new_epoch()])?;
+    Ok(())
 }
 
 fn insert(
@@ -416,28 +529,31 @@ fn insert(
 ) -> Result<Stored, StoreError> {
     let existing = c
         .prepare_cached(
-            "SELECT room, seq, sender, text, at FROM messages WHERE user_id = ?1 AND client_id = ?2",
+            "SELECT m.room, r.epoch, m.seq, m.sender, m.text, m.at
+             FROM messages m JOIN rooms r ON r.name = m.room
+             WHERE m.user_id = ?1 AND m.client_id = ?2",
         )?
         .query_row(params![user, client_id], |row| {
             Ok(ChatMessage {
                 stream: row.get(0)?,
-                epoch: 0,
-                seq: row.get(1)?,
+                epoch: row.get(1)?,
+                seq: row.get(2)?,
                 id: client_id.to_string(),
-                from: row.get(2)?,
-                text: row.get(3)?,
-                at: row.get(4)?,
+                from: row.get(3)?,
+                text: row.get(4)?,
+                at: row.get(5)?,
             })
         })
         .optional()?;
     if let Some(msg) = existing {
         return Ok(Stored::Duplicate(msg));
     }
-    let seq: u64 = c
+    let (seq, epoch): (u64, u64) = c
         .prepare_cached(
-            "UPDATE rooms SET last_seq = last_seq + 1 WHERE name = ?1 RETURNING last_seq",
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE name = ?1 AND active = 1
+             RETURNING last_seq, epoch",
         )?
-        .query_row(params![room], |row| row.get(0))
+        .query_row(params![room], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
         .ok_or(StoreError::UnknownRoom)?;
     c.prepare_cached(
@@ -447,7 +563,7 @@ fn insert(
     .execute(params![room, seq, user, client_id, from, text, at])?;
     Ok(Stored::New(ChatMessage {
         stream: room.to_string(),
-        epoch: 0,
+        epoch,
         seq,
         id: client_id.to_string(),
         from: from.to_string(),
@@ -456,22 +572,28 @@ fn insert(
     }))
 }
 
-fn history(
-    c: &Connection,
-    room: &str,
-    since: Option<u64>,
-    limit: usize,
-) -> Result<(Vec<ChatMessage>, u64), StoreError> {
-    let last_seq: u64 = c
-        .prepare_cached("SELECT last_seq FROM rooms WHERE name = ?1")?
-        .query_row(params![room], |row| row.get(0))
+fn history(c: &Connection, room: &str, query: HistoryQuery) -> Result<History, StoreError> {
+    let (last_seq, epoch): (u64, u64) = c
+        .prepare_cached("SELECT last_seq, epoch FROM rooms WHERE name = ?1")?
+        .query_row(params![room], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
         .ok_or(StoreError::UnknownRoom)?;
+    // A position in another epoch means nothing here: start from seq 1.
+    let since = match query.epoch {
+        Some(theirs) if theirs != epoch => Some(0),
+        // SQLite integers are i64: a larger `since` means "nothing missed".
+        _ => query.since.map(|s| s.min(i64::MAX as u64)),
+    };
+    let limit = if since.is_some() {
+        query.max
+    } else {
+        query.recent
+    };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let row_to_msg = |row: &rusqlite::Row<'_>| {
         Ok(ChatMessage {
             stream: room.to_string(),
-            epoch: 0,
+            epoch,
             seq: row.get(0)?,
             id: row.get(1)?,
             from: row.get(2)?,
@@ -499,76 +621,12 @@ fn history(
     if since.is_none() {
         messages.reverse();
     }
-    Ok((messages, last_seq))
+    Ok(History {
+        messages,
+        last_seq,
+        epoch,
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use std::sync::Mutex;
-
-    fn recorder() -> (Publisher, Arc<Mutex<Vec<u64>>>) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        (
-            Arc::new(move |m: &ChatMessage| s.lock().unwrap().push(m.seq)),
-            seen,
-        )
-    }
-
-    #[tokio::test]
-    async fn insert_dedups_and_history_is_ordered() {
-        let (publisher, seen) = recorder();
-        let store = Store::open(":memory:", publisher).await.unwrap();
-        store.create_room("r").await.unwrap();
-        let u = store.user("tok").await.unwrap();
-        assert_eq!(store.user("tok").await.unwrap(), u);
-        let a = store.insert(u, "a", "r", "ada", "one", 1).await.unwrap();
-        let b = store.insert(u, "b", "r", "ada", "two", 2).await.unwrap();
-        let again = store.insert(u, "a", "r", "ada", "one", 3).await.unwrap();
-        assert!(matches!(a, Stored::New(ref m) if m.seq == 1));
-        assert!(matches!(b, Stored::New(ref m) if m.seq == 2));
-        assert!(matches!(again, Stored::Duplicate(ref m) if m.seq == 1));
-        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
-        assert!(matches!(
-            store.insert(u, "c", "nope", "ada", "x", 4).await,
-            Err(StoreError::UnknownRoom)
-        ));
-        // A failed insert leaves no gap.
-        let c = store.insert(u, "c", "r", "ada", "three", 5).await.unwrap();
-        assert!(matches!(c, Stored::New(ref m) if m.seq == 3));
-
-        let (tx, rx) = oneshot::channel();
-        let ok = store
-            .join(
-                "r",
-                Some(1),
-                10,
-                Box::new(move |msgs, last| {
-                    let _ = tx.send((msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), last));
-                    true
-                }),
-            )
-            .await
-            .unwrap();
-        assert!(ok);
-        assert_eq!(rx.await.unwrap(), (vec![2, 3], 3));
-
-        let (tx, rx) = oneshot::channel();
-        store
-            .join(
-                "r",
-                None,
-                2,
-                Box::new(move |msgs, last| {
-                    let _ = tx.send((msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), last));
-                    true
-                }),
-            )
-            .await
-            .unwrap();
-        assert_eq!(rx.await.unwrap(), (vec![2, 3], 3));
-        store.checkpoint().await.unwrap();
-    }
-}
+mod tests;

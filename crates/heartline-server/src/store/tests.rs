@@ -1,0 +1,186 @@
+//! The store against SQLite in memory and in files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use super::schema::open_db;
+use super::*;
+use std::sync::Mutex;
+
+fn recorder() -> (Publisher, Arc<Mutex<Vec<u64>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    (
+        Arc::new(move |m: &ChatMessage| s.lock().unwrap().push(m.seq)),
+        seen,
+    )
+}
+
+async fn join(store: &Store, room: &str, query: HistoryQuery) -> History {
+    let (tx, rx) = oneshot::channel();
+    let ok = store
+        .join(
+            room,
+            query,
+            Box::new(move |history| {
+                let _ = tx.send(history);
+                true
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(ok);
+    rx.await.unwrap()
+}
+
+fn seqs(h: &History) -> (Vec<u64>, u64) {
+    (h.messages.iter().map(|m| m.seq).collect(), h.last_seq)
+}
+
+#[tokio::test]
+async fn expired_rooms_start_a_new_epoch_unless_kept() {
+    let (publisher, _) = recorder();
+    let store = Store::open(":memory:", publisher).await.unwrap();
+    let u = store.user("tok").await.unwrap();
+    let q = HistoryQuery {
+        since: Some(0),
+        epoch: None,
+        recent: 10,
+        max: 10,
+    };
+    let first = join(&store, "r", q).await.epoch;
+    store.insert(u, "a", "r", "ada", "one", 1).await.unwrap();
+    store
+        .expire_rooms(vec!["r".into()], ExpiredHistory::Keep)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.rooms().await.unwrap().is_empty());
+    assert!(matches!(
+        store.insert(u, "b", "r", "ada", "two", 2).await,
+        Err(StoreError::UnknownRoom)
+    ));
+    let kept = join(&store, "r", q).await;
+    assert_eq!((kept.epoch, seqs(&kept)), (first, (vec![1], 1)));
+    assert_eq!(store.rooms().await.unwrap(), vec!["r".to_string()]);
+
+    store
+        .expire_rooms(vec!["r".into()], ExpiredHistory::Delete)
+        .await
+        .unwrap()
+        .unwrap();
+    let fresh = join(&store, "r", q).await;
+    assert_ne!(fresh.epoch, first);
+    assert_eq!(seqs(&fresh), (vec![], 0));
+    // The sender's old id is no longer a duplicate: its message is gone.
+    let again = store.insert(u, "a", "r", "ada", "one", 3).await.unwrap();
+    assert!(matches!(again, Stored::New(ref m) if m.seq == 1 && m.epoch == fresh.epoch));
+}
+
+#[tokio::test]
+async fn only_idle_users_without_messages_and_offline_expire() {
+    let (publisher, _) = recorder();
+    let store = Store::open(":memory:", publisher).await.unwrap();
+    store.create_room("r").await.unwrap();
+    let poster = store.user("poster").await.unwrap();
+    let lurker = store.user("lurker").await.unwrap();
+    let online = store.user("online").await.unwrap();
+    store.insert(poster, "a", "r", "p", "hi", 1).await.unwrap();
+    let later = crate::now_ms() + 1_000;
+    assert_eq!(store.expire_users(later, vec![online]).await.unwrap(), 1);
+    // The poster keeps its identity (and its de-duplication); the lurker's
+    // token comes back as a fresh user.
+    assert_eq!(store.user("poster").await.unwrap(), poster);
+    assert_eq!(store.user("online").await.unwrap(), online);
+    assert_ne!(store.user("lurker").await.unwrap(), lurker);
+    // Seen just now: nobody is idle.
+    assert_eq!(
+        store
+            .expire_users(crate::now_ms() - 60_000, vec![])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn an_old_database_is_migrated_and_its_rooms_get_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE,
+                             created_at INTEGER NOT NULL);
+         CREATE TABLE rooms (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
+                             created_at INTEGER NOT NULL);
+         INSERT INTO users (token, created_at) VALUES ('t', 5);
+         INSERT INTO rooms (name, last_seq, created_at) VALUES ('a', 3, 1), ('b', 0, 1);",
+    )
+    .unwrap();
+    drop(old);
+    let conn = open_db(path.to_str().unwrap()).unwrap();
+    let epochs: Vec<(String, u64, bool)> = conn
+        .prepare("SELECT name, epoch, active FROM rooms ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(epochs.len(), 2);
+    assert!(
+        epochs
+            .iter()
+            .all(|(_, e, active)| (1..1 << 53).contains(e) && *active)
+    );
+    let seen: i64 = conn
+        .query_row("SELECT last_seen FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 5);
+    drop(conn);
+    // Opening again changes nothing.
+    let conn = open_db(path.to_str().unwrap()).unwrap();
+    let again: u64 = conn
+        .query_row("SELECT epoch FROM rooms WHERE name = 'a'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(again, epochs[0].1);
+}
+
+#[tokio::test]
+async fn insert_dedups_and_history_is_ordered() {
+    let (publisher, seen) = recorder();
+    let store = Store::open(":memory:", publisher).await.unwrap();
+    store.create_room("r").await.unwrap();
+    let u = store.user("tok").await.unwrap();
+    assert_eq!(store.user("tok").await.unwrap(), u);
+    let a = store.insert(u, "a", "r", "ada", "one", 1).await.unwrap();
+    let b = store.insert(u, "b", "r", "ada", "two", 2).await.unwrap();
+    let again = store.insert(u, "a", "r", "ada", "one", 3).await.unwrap();
+    assert!(matches!(a, Stored::New(ref m) if m.seq == 1));
+    assert!(matches!(b, Stored::New(ref m) if m.seq == 2));
+    assert!(matches!(again, Stored::Duplicate(ref m) if m.seq == 1));
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+    assert!(matches!(
+        store.insert(u, "c", "nope", "ada", "x", 4).await,
+        Err(StoreError::UnknownRoom)
+    ));
+    // A failed insert leaves no gap.
+    let c = store.insert(u, "c", "r", "ada", "three", 5).await.unwrap();
+    assert!(matches!(c, Stored::New(ref m) if m.seq == 3));
+
+    let q = |since, epoch, recent, max| HistoryQuery {
+        since,
+        epoch,
+        recent,
+        max,
+    };
+    let h = join(&store, "r", q(Some(1), None, 0, 10)).await;
+    assert_eq!(seqs(&h), (vec![2, 3], 3));
+    let epoch = h.epoch;
+    assert!((1..1 << 53).contains(&epoch));
+    assert!(h.messages.iter().all(|m| m.epoch == epoch));
+    let h = join(&store, "r", q(None, None, 2, 10)).await;
+    assert_eq!(seqs(&h), (vec![2, 3], 3));
+    // The right epoch keeps `since`; another one replays from seq 1.
+    let h = join(&store, "r", q(Some(2), Some(epoch), 0, 10)).await;
+    assert_eq!(seqs(&h), (vec![3], 3));
+    let h = join(&store, "r", q(Some(2), Some(epoch + 1), 0, 2)).await;
+    assert_eq!(seqs(&h), (vec![1, 2], 3));
+    store.checkpoint().await.unwrap();
+}
