@@ -1,14 +1,15 @@
 //! Server frames after parsing, and the diagnostics the core reports about
 //! frames it could not deliver.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::{Millis, TimerKind};
 
 /// A parsed server message, ready for the handlers of its `socketType`.
-/// Cheap to clone: the JSON is shared.
+/// Cheap to clone: the JSON is shared. `Send + Sync`, so a native
+/// driver can hand it to another thread.
 ///
 /// ```
 /// use heartline::core::Inbound;
@@ -20,9 +21,9 @@ use super::{Millis, TimerKind};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {
     /// The frame's `socketType`.
-    pub socket_type: Rc<str>,
+    pub socket_type: Arc<str>,
     /// The whole frame, parsed once.
-    pub value: Rc<Value>,
+    pub value: Arc<Value>,
     /// The frame's size in bytes.
     pub raw_len: usize,
     /// Its place in a resumable stream, when it has `stream` and `seq`.
@@ -39,7 +40,7 @@ pub struct Inbound {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamPos {
     /// The stream key (a room name for chat).
-    pub stream: Rc<str>,
+    pub stream: Arc<str>,
     /// Its sequence number, from 1.
     pub seq: u64,
 }
@@ -82,7 +83,7 @@ impl Inbound {
     /// ```
     pub fn from_value(value: Value, raw_len: usize) -> Result<Inbound, ParseError> {
         let object = value.as_object().ok_or(ParseError::MissingType)?;
-        let socket_type: Rc<str> = object
+        let socket_type: Arc<str> = object
             .get("socketType")
             .and_then(Value::as_str)
             .ok_or(ParseError::MissingType)?
@@ -99,7 +100,7 @@ impl Inbound {
         };
         Ok(Inbound {
             socket_type,
-            value: Rc::new(value),
+            value: Arc::new(value),
             raw_len,
             stream,
         })

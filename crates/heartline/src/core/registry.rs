@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use super::Inbound;
 
@@ -24,7 +25,7 @@ const MAX_REMEMBERED_TYPES: usize = 256;
 #[derive(Default)]
 struct Inner {
     handlers: HashMap<Rc<str>, Vec<(u64, Handler)>>,
-    last: HashMap<Rc<str>, Inbound>,
+    last: HashMap<Arc<str>, Inbound>,
     next_id: u64,
 }
 
