@@ -23,7 +23,7 @@ fn frames() -> Vec<String> {
             0..=2 => {
                 seq += 1;
                 format!(
-                    r#"{{"socketType":"chat.message","stream":"lobby","seq":{seq},"id":"c-{i}","from":"ada","text":"message number {i}, hello everyone","at":1700000000000}}"#
+                    r#"{{"socketType":"chat.message","stream":"lobby","epoch":7,"seq":{seq},"id":"c-{i}","from":"ada","text":"message number {i}, hello everyone","at":1700000000000}}"#
                 )
             }
             3 => format!(

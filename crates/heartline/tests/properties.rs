@@ -36,6 +36,10 @@ enum Op {
     Cancel(usize),
     Ack(usize),
     Refuse(usize),
+    /// The server refuses one as `rate_limited`, with a retry hint.
+    RateLimit(usize, Millis),
+    /// The server announces its limits (frames/s, burst).
+    Limits(u32, u32),
     AnswerPing,
     Stream(u8, u64),
     Garbage(String),
@@ -63,6 +67,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Cancel),
         4 => any::<usize>().prop_map(Op::Ack),
         1 => any::<usize>().prop_map(Op::Refuse),
+        2 => (any::<usize>(), 1u64..3_000).prop_map(|(i, wait)| Op::RateLimit(i, wait)),
+        1 => (1u32..60, 1u32..120).prop_map(|(rate, burst)| Op::Limits(rate, burst)),
         2 => Just(Op::AnswerPing),
         5 => (0u8..2, 1u64..12).prop_map(|(s, q)| Op::Stream(s, q)),
         1 => "\\PC{0,20}".prop_map(Op::Garbage),
@@ -72,29 +78,49 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn config() -> impl Strategy<Value = Config> {
     (
-        prop::sample::select(vec![Jitter::None, Jitter::Full, Jitter::Decorrelated]),
+        prop::sample::select(vec![
+            Jitter::None,
+            Jitter::Equal,
+            Jitter::Full,
+            Jitter::Decorrelated,
+        ]),
         100u64..3_000,
         1.0f64..3.0,
         3_000u64..40_000,
         prop::option::of(0u32..6),
         0u64..5_000,
+        1usize..5,
     )
-        .prop_map(|(jitter, base, factor, cap, max_retries, min_uptime)| {
-            let mut config = support::test_config();
-            config.backoff = BackoffConfig {
-                base,
-                factor,
-                cap,
-                jitter,
-            };
-            config.max_retries = max_retries;
-            config.min_uptime = min_uptime;
-            config.outbox_limit = 8;
-            config.high_water_mark = 2_000;
-            config.stream_gap_timeout = 3_000;
-            config.stream_buffer_limit = 4;
-            config
-        })
+        .prop_map(
+            |(jitter, base, factor, cap, max_retries, min_uptime, send_window)| {
+                let mut config = support::test_config();
+                config.backoff = BackoffConfig {
+                    base,
+                    factor,
+                    cap,
+                    jitter,
+                };
+                config.max_retries = max_retries;
+                config.min_uptime = min_uptime;
+                config.outbox_limit = 8;
+                config.send_window = send_window;
+                config.high_water_mark = 2_000;
+                config.stream_gap_timeout = 3_000;
+                config.stream_buffer_limit = 4;
+                config
+            },
+        )
+}
+
+/// The smallest reconnect delay a policy allows: `base` (capped), halved by
+/// equal jitter.
+fn backoff_floor(backoff: &BackoffConfig) -> Millis {
+    let base = backoff.base.min(backoff.cap);
+    if backoff.jitter == Jitter::Equal {
+        base / 2
+    } else {
+        base
+    }
 }
 
 /// The fake driver plus a fake server, and everything the invariants need.
@@ -113,6 +139,8 @@ struct World {
     outcome: HashMap<MessageId, DeliveryState>,
     delays: Vec<(Millis, Millis)>,
     next_seq: BTreeMap<u8, u64>,
+    /// Ids the server refused as `rate_limited` at least once.
+    rate_limited: HashSet<String>,
 }
 
 impl World {
@@ -142,6 +170,7 @@ impl World {
             outcome: HashMap::new(),
             delays: Vec::new(),
             next_seq: BTreeMap::new(),
+            rate_limited: HashSet::new(),
         }
     }
 
@@ -343,6 +372,20 @@ impl World {
                     ));
                 }
             }
+            Op::RateLimit(index, wait) => {
+                if !self.live_ids.is_empty() {
+                    let id = self.live_ids.remove(index % self.live_ids.len());
+                    self.rate_limited.insert(id.clone());
+                    self.frame(format!(
+                        r#"{{"socketType":"error","code":"rate_limited","message":"slow","id":"{id}","retry_after_ms":{wait}}}"#
+                    ));
+                }
+            }
+            Op::Limits(rate, burst) => {
+                self.frame(format!(
+                    r#"{{"socketType":"limits","rate":{rate},"burst":{burst},"max_frame_bytes":65536}}"#
+                ));
+            }
             Op::AnswerPing => {
                 if let Some(ping) = self.last_ping.take() {
                     let value: serde_json::Value = serde_json::from_str(&ping).unwrap();
@@ -371,7 +414,7 @@ impl World {
             "more than one socket connecting or open: {:?}",
             self.h.sockets
         );
-        let floor = config.backoff.base.min(config.backoff.cap);
+        let floor = backoff_floor(&config.backoff);
         for (now, at) in &self.delays {
             let delay = at - now;
             assert!(
@@ -380,6 +423,13 @@ impl World {
                 config.backoff.cap
             );
         }
+        let stats = self.h.conn.stats();
+        assert!(
+            stats.in_flight <= config.send_window.max(1),
+            "{} in flight, window {}",
+            stats.in_flight,
+            config.send_window
+        );
         let seen = self.seen_stream.borrow();
         let mut last: HashMap<&str, u64> = HashMap::new();
         for (stream, seq) in seen.iter() {
@@ -402,6 +452,13 @@ impl World {
         }
         let stats = self.h.conn.stats();
         assert_eq!(stats.queued + stats.in_flight, in_outbox.len());
+        // A rate_limited refusal never fails a message: it ends acked (or
+        // failed for another reason) or waits in the outbox.
+        for (id, outcome) in &self.outcome {
+            if let DeliveryState::Failed(MessageFailure::Refused { code, .. }) = outcome {
+                assert_ne!(code, "rate_limited", "{id} failed on rate_limited");
+            }
+        }
     }
 }
 
@@ -463,15 +520,25 @@ proptest! {
         base in 0u64..10_000,
         cap in 0u64..100_000,
         factor in 0.0f64..10.0,
-        jitter in prop::sample::select(vec![Jitter::None, Jitter::Full, Jitter::Decorrelated]),
+        jitter in prop::sample::select(vec![Jitter::None, Jitter::Equal, Jitter::Full, Jitter::Decorrelated]),
         seed in any::<u64>(),
         retries in prop::collection::vec(0u32..100, 1..50),
     ) {
-        let mut backoff = Backoff::new(BackoffConfig { base, factor, cap, jitter }, seed);
-        let floor = base.min(cap);
+        let config = BackoffConfig { base, factor, cap, jitter };
+        let mut backoff = Backoff::new(config.clone(), seed);
+        let floor = backoff_floor(&config);
         for retry in retries {
             let delay = backoff.next_delay(retry);
             prop_assert!((floor..=cap).contains(&delay), "{delay} outside [{floor}, {cap}]");
+            if jitter == Jitter::Equal {
+                // Equal jitter: within [nominal / 2, nominal].
+                let nominal = backoff.envelope(retry);
+                prop_assert!(
+                    (nominal / 2..=nominal).contains(&delay),
+                    "{delay} outside [{}, {nominal}]",
+                    nominal / 2
+                );
+            }
         }
     }
 

@@ -36,8 +36,9 @@ impl SplitMix64 {
     }
 }
 
-/// Computes reconnect delays. Every delay lies in `[base, cap]` (a `base`
-/// above `cap` is lowered to `cap`).
+/// Computes reconnect delays. Every delay lies in `[floor, cap]`: the floor
+/// is `base`, or `base / 2` with [`Jitter::Equal`] (a `base` above `cap` is
+/// lowered to `cap`).
 ///
 /// ```
 /// use heartline::core::{Backoff, BackoffConfig, Jitter};
@@ -75,17 +76,21 @@ impl Backoff {
     ///
     /// ```
     /// use heartline::core::{Backoff, BackoffConfig};
-    /// assert_eq!(Backoff::new(BackoffConfig::default(), 0).floor(), 1_000);
+    /// assert_eq!(Backoff::new(BackoffConfig::default(), 0).floor(), 125);
     /// ```
     pub fn floor(&self) -> Millis {
-        self.config.base.min(self.config.cap)
+        let base = self.config.base.min(self.config.cap);
+        match self.config.jitter {
+            Jitter::Equal => base / 2,
+            Jitter::None | Jitter::Full | Jitter::Decorrelated => base,
+        }
     }
 
     /// The largest delay ever returned.
     ///
     /// ```
     /// use heartline::core::{Backoff, BackoffConfig};
-    /// assert_eq!(Backoff::new(BackoffConfig::default(), 0).ceiling(), 30_000);
+    /// assert_eq!(Backoff::new(BackoffConfig::default(), 0).ceiling(), 10_000);
     /// ```
     pub fn ceiling(&self) -> Millis {
         self.config.cap
@@ -97,12 +102,12 @@ impl Backoff {
     /// ```
     /// use heartline::core::{Backoff, BackoffConfig};
     /// let backoff = Backoff::new(BackoffConfig::default(), 0);
-    /// assert_eq!(backoff.envelope(1), 1_000);
-    /// assert_eq!(backoff.envelope(2), 1_500);
-    /// assert_eq!(backoff.envelope(100), 30_000);
+    /// assert_eq!(backoff.envelope(1), 250);
+    /// assert_eq!(backoff.envelope(2), 500);
+    /// assert_eq!(backoff.envelope(100), 10_000);
     /// ```
     pub fn envelope(&self, retry: u32) -> Millis {
-        let floor = self.floor();
+        let floor = self.config.base.min(self.config.cap);
         let factor = if self.config.factor.is_finite() && self.config.factor >= 1.0 {
             self.config.factor
         } else {
@@ -123,9 +128,10 @@ impl Backoff {
     /// ```
     /// use heartline::core::{Backoff, BackoffConfig};
     /// let mut backoff = Backoff::new(BackoffConfig::default(), 42);
+    /// assert!(backoff.next_delay(1) <= 250); // the first retry, jittered
     /// for retry in 1..50 {
     ///     let delay = backoff.next_delay(retry);
-    ///     assert!((1_000..=30_000).contains(&delay));
+    ///     assert!((125..=10_000).contains(&delay));
     /// }
     /// ```
     pub fn next_delay(&mut self, retry: u32) -> Millis {
@@ -133,6 +139,10 @@ impl Backoff {
         let cap = self.config.cap;
         let delay = match self.config.jitter {
             Jitter::None => self.envelope(retry),
+            Jitter::Equal => {
+                let top = self.envelope(retry);
+                self.rng.between(top / 2, top)
+            }
             Jitter::Full => {
                 let top = self.envelope(retry);
                 self.rng.between(floor, top)

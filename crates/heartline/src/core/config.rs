@@ -5,16 +5,22 @@ use super::Millis;
 
 /// The connection policy. All durations are milliseconds.
 ///
-/// The defaults follow reconnecting-websocket's spirit: retry after about a
-/// second, growing by 1.5x up to 30 s, ten retries, then give up.
+/// The defaults match the best peers: the first retry comes within 250 ms
+/// (jittered, so clients dropped together do not return together), delays
+/// double up to 10 s, and a page that is online keeps retrying at that cap
+/// (`max_retries: None`); a dead link is declared within 15 s (a ping after
+/// 10 s of silence, 4 s for its pong).
 ///
 /// ```
 /// use heartline::core::{Config, HeartbeatStyle};
 /// let config = Config {
-///     max_retries: None, // retry forever
+///     max_retries: Some(10), // give up after ten retries
 ///     ..Config::default()
 /// };
-/// assert_eq!(config.backoff.base, 1_000);
+/// assert_eq!(Config::default().max_retries, None);
+/// assert_eq!(config.backoff.base, 250);
+/// let dead_link_after = config.heartbeat.interval + config.heartbeat.timeout;
+/// assert!(dead_link_after <= 15_000);
 /// assert_eq!(config.heartbeat.style, HeartbeatStyle::Json);
 /// assert_eq!(config.final_close_codes, vec![4001, 4003]);
 /// ```
@@ -34,6 +40,11 @@ pub struct Config {
     pub min_uptime: Millis,
     /// Liveness checks of an open link.
     pub heartbeat: HeartbeatConfig,
+    /// Most reliable messages written on the live socket and not yet acked
+    /// (the send window); an ack lets the next one go. Keep it well under
+    /// the server's burst (see the [wire contract](super::contract)); 0 is
+    /// treated as 1.
+    pub send_window: usize,
     /// Most reliable messages kept (queued plus in flight); one more is
     /// refused with [`SendError::QueueFull`](super::SendError::QueueFull).
     pub outbox_limit: usize,
@@ -62,10 +73,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             backoff: BackoffConfig::default(),
-            max_retries: Some(10),
+            max_retries: None,
             connect_timeout: 10_000,
             min_uptime: 5_000,
             heartbeat: HeartbeatConfig::default(),
+            send_window: 32,
             outbox_limit: 500,
             default_ttl: None,
             max_frame_bytes: 64 * 1024,
@@ -80,13 +92,13 @@ impl Default for Config {
 
 /// Exponential backoff: retry `n` waits about `base * factor^(n-1)`, never
 /// more than `cap`, randomised by `jitter`. Every delay lies in
-/// `[base, cap]`.
+/// `[base, cap]`, or `[base / 2, cap]` with [`Jitter::Equal`].
 ///
 /// ```
 /// use heartline::core::{BackoffConfig, Jitter};
 /// let backoff = BackoffConfig { base: 500, factor: 2.0, cap: 8_000, jitter: Jitter::None };
 /// assert!(backoff.factor > 1.0);
-/// assert_eq!(BackoffConfig::default().cap, 30_000);
+/// assert_eq!(BackoffConfig::default().cap, 10_000);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackoffConfig {
@@ -103,10 +115,10 @@ pub struct BackoffConfig {
 impl Default for BackoffConfig {
     fn default() -> Self {
         BackoffConfig {
-            base: 1_000,
-            factor: 1.5,
-            cap: 30_000,
-            jitter: Jitter::Full,
+            base: 250,
+            factor: 2.0,
+            cap: 10_000,
+            jitter: Jitter::Equal,
         }
     }
 }
@@ -116,15 +128,19 @@ impl Default for BackoffConfig {
 ///
 /// ```
 /// use heartline::core::Jitter;
-/// assert_eq!(Jitter::default(), Jitter::Full);
+/// assert_eq!(Jitter::default(), Jitter::Equal);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Jitter {
     /// Exactly `base * factor^(n-1)`, capped.
     None,
+    /// Uniform in `[nominal / 2, nominal]` where nominal is
+    /// `base * factor^(n-1)`, capped ("equal jitter"): the first retry comes
+    /// within `base`, and delays still grow.
+    #[default]
+    Equal,
     /// Uniform in `[base, base * factor^(n-1)]`, capped ("full jitter" with a
     /// floor, so a retry never comes sooner than `base`).
-    #[default]
     Full,
     /// Uniform in `[base, previous * 3]`, capped ("decorrelated jitter").
     Decorrelated,
@@ -138,7 +154,7 @@ pub enum Jitter {
 ///     style: HeartbeatStyle::Text { ping: "ping".into(), pong: "pong".into() },
 ///     ..HeartbeatConfig::default()
 /// };
-/// assert_eq!(text.interval, 20_000);
+/// assert_eq!(text.interval, 10_000);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeartbeatConfig {
@@ -159,11 +175,11 @@ pub struct HeartbeatConfig {
 impl Default for HeartbeatConfig {
     fn default() -> Self {
         HeartbeatConfig {
-            interval: 20_000,
-            timeout: 10_000,
-            probe_timeout: 4_000,
+            interval: 10_000,
+            timeout: 4_000,
+            probe_timeout: 3_000,
             style: HeartbeatStyle::Json,
-            max_losses: Some(3),
+            max_losses: None,
         }
     }
 }

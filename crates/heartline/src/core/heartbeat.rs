@@ -84,16 +84,15 @@ pub(crate) fn ping_frame(style: &HeartbeatStyle, now: Millis) -> Option<String> 
     }
 }
 
-/// The round-trip time a JSON pong proves: from its echoed `t` when it is a
-/// sane timestamp, else from when the outstanding ping left.
-pub(crate) fn json_pong_rtt(value: &Value, now: Millis, ping: Option<Ping>) -> Option<Millis> {
-    let echoed = value
+/// True when a JSON pong answers `ping`: its `t` echoes the ping's send
+/// time exactly. Compared as a float, since a server may read `t` as one
+/// and write it back as `1234.0`; exact below 2^53 ms.
+pub(crate) fn pong_matches(value: &Value, ping: Option<Ping>) -> bool {
+    let Some(ping) = ping else {
+        return false;
+    };
+    value
         .get("t")
         .and_then(Value::as_f64)
-        .filter(|t| t.is_finite() && *t >= 0.0 && *t <= now as f64);
-    match (echoed, ping) {
-        (Some(t), _) => Some(now.saturating_sub(t as Millis)),
-        (None, Some(ping)) => Some(now.saturating_sub(ping.sent_at)),
-        (None, None) => None,
-    }
+        .is_some_and(|t| t == ping.sent_at as f64)
 }

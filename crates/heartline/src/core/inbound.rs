@@ -17,6 +17,7 @@ use super::{Millis, TimerKind};
 /// assert_eq!(&*msg.socket_type, "chat.message");
 /// assert_eq!(msg.value["seq"], 3);
 /// assert_eq!(msg.stream.as_ref().map(|s| s.seq), Some(3));
+/// assert_eq!(msg.stream.as_ref().and_then(|s| s.epoch), None);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {
@@ -34,7 +35,7 @@ pub struct Inbound {
 ///
 /// ```
 /// use heartline::core::StreamPos;
-/// let pos = StreamPos { stream: "lobby".into(), seq: 1 };
+/// let pos = StreamPos { stream: "lobby".into(), seq: 1, epoch: Some(7) };
 /// assert_eq!(pos.seq, 1);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,6 +44,9 @@ pub struct StreamPos {
     pub stream: Arc<str>,
     /// Its sequence number, from 1.
     pub seq: u64,
+    /// The stream's epoch, when the server sends one: a new epoch means the
+    /// stream started over (see the [wire contract](super::contract)).
+    pub epoch: Option<u64>,
 }
 
 /// Why a text frame is not a deliverable message.
@@ -95,6 +99,7 @@ impl Inbound {
             (Some(stream), Some(seq)) => Some(StreamPos {
                 stream: stream.into(),
                 seq,
+                epoch: object.get("epoch").and_then(Value::as_u64),
             }),
             _ => None,
         };
@@ -191,6 +196,28 @@ pub enum Report {
         /// The id.
         id: String,
     },
+    /// The server refused a frame as `rate_limited`: the outbox pauses for
+    /// `retry_after` ms, then re-sends in order. `id` is the outbox message
+    /// it named, queued again (not failed).
+    RateLimited {
+        /// The re-queued message, when the refusal named one of ours.
+        id: Option<String>,
+        /// The pause, in ms.
+        retry_after: Millis,
+    },
+    /// A stream started over under a new epoch (its history was wiped or
+    /// recreated): its position was reset and `dropped` messages held from
+    /// the old epoch were discarded; every message of the new epoch is kept.
+    EpochChanged {
+        /// The stream.
+        stream: String,
+        /// The epoch known before.
+        from: u64,
+        /// The new epoch.
+        to: u64,
+        /// Held (out-of-order) messages of the old epoch discarded.
+        dropped: usize,
+    },
     /// A timer fired much later than asked (a throttled background tab); the
     /// core re-checked instead of trusting it.
     LateTimer {
@@ -235,6 +262,30 @@ impl std::fmt::Display for Report {
                 write!(f, "gave up waiting for {stream}#{from}..={to}")
             }
             Report::UnknownAck { id } => write!(f, "ack for unknown message {id:?}"),
+            Report::RateLimited {
+                id: Some(id),
+                retry_after,
+            } => {
+                write!(
+                    f,
+                    "rate limited: {id:?} queued again, pausing {retry_after} ms"
+                )
+            }
+            Report::RateLimited {
+                id: None,
+                retry_after,
+            } => {
+                write!(f, "rate limited: pausing {retry_after} ms")
+            }
+            Report::EpochChanged {
+                stream,
+                from,
+                to,
+                dropped,
+            } => write!(
+                f,
+                "{stream} started over: epoch {from} -> {to}, dropped {dropped} held"
+            ),
             Report::LateTimer { kind, late_by } => {
                 write!(f, "{kind:?} timer fired {late_by} ms late")
             }

@@ -5,20 +5,13 @@
 //! [`Action`]s, so it is tested natively with a virtual clock.
 //!
 //! It knows nothing of chat or dashboards: it works on JSON text frames
-//! tagged by a `socketType` string, following these conventions:
-//!
-//! - a reliable message carries an `id` (set by [`Connection::send`]); the
-//!   server answers `{"socketType":"ack","id":…}`; a server
-//!   `{"socketType":"error","code","message","id"}` naming an outbox id means
-//!   the message was refused: it fails ([`MessageFailure::Refused`]) and is
-//!   never retried;
-//! - a message of a resumable stream carries `stream` (string) and `seq`
-//!   (u64 from 1): it reaches handlers once, in order; a standing
-//!   subscription that resumes the stream is re-sent with `since`;
-//! - heartbeat: `{"socketType":"ping","t":<ms>}` answered by
-//!   `{"socketType":"pong","t":<same>}`, or the text frames `ping`/`pong`
-//!   ([`HeartbeatStyle`]). Control types (`ack`, `pong`, `ping`) are handled
-//!   by the core and not delivered; `error` is handled and delivered.
+//! tagged by a `socketType` string, following the [wire contract](contract),
+//! written once there: ping/pong with `t`, an `ack` or an `error` with the
+//! `id` of any message, the error codes (`rate_limited` with its retry
+//! hint), the server's `limits` beside the client's send window, stream
+//! fields `stream`/`seq`/`epoch`, and the final close codes. Control types
+//! (`ack`, `pong`, `ping`) are handled by the core and not delivered;
+//! `error` and `limits` are handled and delivered.
 //!
 //! # Driver contract
 //!
@@ -32,15 +25,19 @@
 //!   - [`Action::Open`]`{socket}`: create a WebSocket to the URL and tag all
 //!     its events with `socket` ([`Event::Opened`], [`Event::Frame`],
 //!     [`Event::Closed`], [`Event::Error`]).
-//!   - [`Action::SendFrame`]: `ws.send_with_str(text)`; optionally report
-//!     [`Event::BufferedAmount`] afterwards.
+//!   - [`Action::SendFrame`]: `ws.send_with_str(text)`; after a batch of
+//!     them, report [`Event::BufferedAmount`] (the real `bufferedAmount`).
 //!   - [`Action::Close`]: `ws.close_with_code_and_reason(code, reason)` and
 //!     drop the socket (its later events may still be fed; they are
 //!     ignored).
 //!   - [`Action::SetTimer`]`{kind, at}`: (re)arm the one timer of `kind` to
 //!     fire [`Event::TimerFired`]`(kind)` at `at` (replacing any pending one).
-//!     [`Action::CancelTimer`]: clear it. For [`TimerKind::Flush`] a driver
-//!     may report [`Event::BufferedAmount`] instead.
+//!     [`Action::CancelTimer`]: clear it. The core arms
+//!     [`TimerKind::Flush`] after writes while its buffer estimate is above
+//!     zero: a driver that can read the real value reports
+//!     [`Event::BufferedAmount`] instead of firing it, and the core keeps
+//!     arming it until the buffer drains. Handle unknown kinds generically
+//!     (fire [`Event::TimerFired`]`(kind)`).
 //!   - [`Action::Deliver`]: `registry.dispatch(&inbound)` on the
 //!     [`Registry`] (hand a clone of it to [`Connection::set_registry`] so
 //!     unknown types are counted).
@@ -48,7 +45,7 @@
 //!     [`Action::Report`]: update UI state and logs; read
 //!     [`Connection::stats`] whenever you render.
 //! - Methods that are not events ([`Connection::send`],
-//!   [`Connection::send_volatile`], [`Connection::cancel`],
+//!   [`Connection::send_volatile_at`], [`Connection::cancel`],
 //!   [`Connection::add_standing`], [`Connection::restore_outbox`]) queue
 //!   actions: call [`Connection::drain_actions`] after them and perform them
 //!   the same way.
@@ -109,10 +106,12 @@
 
 mod backoff;
 mod config;
+pub mod contract;
 mod heartbeat;
 mod inbound;
 mod machine;
 mod outbox;
+mod pacer;
 mod registry;
 mod stats;
 mod status;

@@ -182,6 +182,23 @@ impl Outbox {
             .collect()
     }
 
+    /// Puts one message back in the queue (the server did not handle it);
+    /// false when it is not in the outbox.
+    pub(crate) fn requeue(&mut self, id: &MessageId) -> bool {
+        match self.entries.iter_mut().find(|e| &e.id == id) {
+            Some(entry) => {
+                entry.sent_on = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True when a message waits to be written on `socket`.
+    pub(crate) fn has_unsent(&self, socket: SocketId) -> bool {
+        self.entries.iter().any(|e| e.sent_on != Some(socket))
+    }
+
     /// The first message not yet written on `socket`.
     pub(crate) fn next_unsent(&mut self, socket: SocketId) -> Option<&mut Entry> {
         self.entries.iter_mut().find(|e| e.sent_on != Some(socket))

@@ -45,6 +45,9 @@ pub struct Stats {
     pub acked: u64,
     /// Reliable messages that failed (refused, expired, cancelled).
     pub failed: u64,
+    /// Frames the server refused as `rate_limited` (their messages were
+    /// queued again, not failed).
+    pub rate_limited: u64,
     /// Pings that got no pong in time.
     pub missed_pongs: u64,
     /// Links closed because they went silent.

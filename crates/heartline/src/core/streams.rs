@@ -12,6 +12,8 @@ struct StreamState {
     held: BTreeMap<u64, Inbound>,
     /// When the current gap was first seen.
     gap_since: Option<Millis>,
+    /// The epoch `last` belongs to, once the server named one.
+    epoch: Option<u64>,
 }
 
 /// What to do with an arriving stream message.
@@ -48,6 +50,42 @@ impl Streams {
         // Held messages at or below the new mark are duplicates now.
         if let Some(seq) = seq {
             state.held = state.held.split_off(&(seq.saturating_add(1)));
+        }
+    }
+
+    pub(crate) fn epoch(&self, stream: &str) -> Option<u64> {
+        self.streams.get(stream).and_then(|s| s.epoch)
+    }
+
+    pub(crate) fn set_epoch(&mut self, stream: &str, epoch: Option<u64>) {
+        self.streams.entry(stream.to_owned()).or_default().epoch = epoch;
+    }
+
+    /// Notes the epoch a message of `stream` carries. A first one is
+    /// adopted; a different one means the stream started over: its position
+    /// resets to "before seq 1" (so every message of the new epoch is kept,
+    /// and a first one past 1 opens a gap that a resume fills) and held
+    /// messages of the old epoch are dropped. Returns the old epoch and how
+    /// many were dropped on a change.
+    pub(crate) fn observe_epoch(&mut self, stream: &str, epoch: u64) -> Option<(u64, usize)> {
+        let state = match self.streams.get_mut(stream) {
+            Some(state) => state,
+            None => self.streams.entry(stream.to_owned()).or_default(),
+        };
+        match state.epoch {
+            Some(known) if known != epoch => {
+                let dropped = state.held.len();
+                state.held.clear();
+                state.gap_since = None;
+                state.last = Some(0);
+                state.epoch = Some(epoch);
+                Some((known, dropped))
+            }
+            Some(_) => None,
+            None => {
+                state.epoch = Some(epoch);
+                None
+            }
         }
     }
 

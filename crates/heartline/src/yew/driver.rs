@@ -62,6 +62,8 @@ pub(crate) struct Driver {
     events: RefCell<VecDeque<CoreEvent>>,
     actions: RefCell<VecDeque<Action>>,
     pumping: Cell<bool>,
+    /// The socket written to since its `bufferedAmount` was last reported.
+    wrote_on: Cell<Option<SocketId>>,
     notify: RefCell<Option<Callback<Notice>>>,
     greeting: Rc<RefCell<Option<GreetingCallback>>>,
     counts: Rc<Cell<SocketCounts>>,
@@ -123,6 +125,7 @@ impl Driver {
                 events: RefCell::default(),
                 actions: RefCell::default(),
                 pumping: Cell::new(false),
+                wrote_on: Cell::new(None),
                 notify: RefCell::default(),
                 greeting,
                 counts: Rc::default(),
@@ -217,6 +220,11 @@ impl Driver {
                 self.perform(action);
                 continue;
             }
+            // A batch of writes is done: tell the core what the browser
+            // really buffers, so its estimate can fall as well as grow.
+            if let Some(event) = self.wrote_on.take().and_then(|s| self.buffered_amount(s)) {
+                self.events.borrow_mut().push_front(event);
+            }
             let next_event = self.events.borrow_mut().pop_front();
             let Some(event) = next_event else { break };
             let produced = self.core.borrow_mut().handle(now(), event);
@@ -249,6 +257,8 @@ impl Driver {
                     self.events
                         .borrow_mut()
                         .push_back(CoreEvent::Error { socket });
+                } else {
+                    self.wrote_on.set(Some(socket));
                 }
             }
             Action::Close {
@@ -305,19 +315,25 @@ impl Driver {
         // The timeout has run; forget it so a later SetTimer starts afresh.
         self.io.borrow_mut().timers.remove(&kind);
         if kind == TimerKind::Flush {
-            // Tell the core what the browser really holds back.
-            let buffered = {
-                let io = self.io.borrow();
-                io.socket
-                    .as_ref()
-                    .map(|live| (live.id, u64::from(live.ws.buffered_amount())))
-            };
-            if let Some((socket, bytes)) = buffered {
-                self.feed(CoreEvent::BufferedAmount { socket, bytes });
+            // Tell the core what the browser really holds back; it polls
+            // again until the buffer drains.
+            let live = self.io.borrow().socket.as_ref().map(|live| live.id);
+            if let Some(event) = live.and_then(|socket| self.buffered_amount(socket)) {
+                self.feed(event);
                 return;
             }
         }
         self.feed(CoreEvent::TimerFired(kind));
+    }
+
+    /// The live socket's real `bufferedAmount`, if `socket` is still live.
+    fn buffered_amount(&self, socket: SocketId) -> Option<CoreEvent> {
+        let io = self.io.borrow();
+        let live = io.socket.as_ref().filter(|live| live.id == socket)?;
+        Some(CoreEvent::BufferedAmount {
+            socket,
+            bytes: u64::from(live.ws.buffered_amount()),
+        })
     }
 
     fn open(&self, socket: SocketId) {
@@ -345,7 +361,7 @@ impl Driver {
     }
 
     pub(crate) fn send_volatile(&self, value: Value) -> Result<(), SendError> {
-        let result = self.core.borrow_mut().send_volatile(value);
+        let result = self.core.borrow_mut().send_volatile_at(now(), value);
         self.flush_core();
         result
     }

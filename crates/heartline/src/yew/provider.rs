@@ -25,7 +25,7 @@ const REMEMBERED_MESSAGE_STATES: usize = 1_000;
 ///
 /// let props = yew::props!(SocketProviderProps {
 ///     url: AttrValue::from("/ws"),
-///     config: Config { max_retries: None, ..Config::default() },
+///     config: Config { max_retries: Some(20), ..Config::default() },
 /// });
 /// assert_eq!(props.url, "/ws");
 /// ```

@@ -232,3 +232,118 @@ pub fn opens(actions: &[Action]) -> usize {
 pub fn chat(stream: &str, seq: u64) -> String {
     format!(r#"{{"socketType":"chat.message","stream":"{stream}","seq":{seq},"text":"m{seq}"}}"#)
 }
+
+/// A server on the other end of the harness's live socket: a token bucket
+/// per connection (refusing past it with `rate_limited`, the id and a
+/// retry hint), an ack for every frame with an id it handles, a pong for
+/// every ping; replies arrive `rtt` ms later. Sends `limits` first.
+#[derive(Debug)]
+pub struct ServerSim {
+    pub rate: f64,
+    pub burst: f64,
+    pub rtt: Millis,
+    tokens: f64,
+    refilled_at: Millis,
+    replies: Vec<(Millis, SocketId, String)>,
+    /// Ids handled (acked), in the order handled.
+    pub handled: Vec<String>,
+    pub refusals: u64,
+    pub max_in_flight: usize,
+}
+
+impl ServerSim {
+    pub fn new(rate: f64, burst: u32, rtt: Millis) -> Self {
+        ServerSim {
+            rate,
+            burst: f64::from(burst),
+            rtt,
+            tokens: f64::from(burst),
+            refilled_at: 0,
+            replies: Vec::new(),
+            handled: Vec::new(),
+            refusals: 0,
+            max_in_flight: 0,
+        }
+    }
+
+    /// A new connection: a full bucket and the `limits` frame.
+    pub fn accept(&mut self, now: Millis, socket: SocketId) {
+        self.tokens = self.burst;
+        self.refilled_at = now;
+        let limits = format!(
+            r#"{{"socketType":"limits","rate":{},"burst":{},"max_frame_bytes":65536}}"#,
+            self.rate, self.burst
+        );
+        self.replies.push((now + self.rtt, socket, limits));
+    }
+
+    fn receive(&mut self, now: Millis, socket: SocketId, text: &str) {
+        let elapsed = now.saturating_sub(self.refilled_at) as f64;
+        self.tokens = (self.tokens + elapsed * self.rate / 1_000.0).min(self.burst);
+        self.refilled_at = now;
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        if self.tokens < 1.0 {
+            self.refusals += 1;
+            let wait = (((1.0 - self.tokens) * 1_000.0 / self.rate).ceil() as Millis).max(1);
+            let id = id.map(|id| format!(r#","id":"{id}""#)).unwrap_or_default();
+            let reply = format!(
+                r#"{{"socketType":"error","code":"rate_limited","message":"slow down","retry_after_ms":{wait}{id}}}"#
+            );
+            self.replies.push((now + self.rtt, socket, reply));
+            return;
+        }
+        self.tokens -= 1.0;
+        if value["socketType"] == "ping" {
+            let reply = format!(r#"{{"socketType":"pong","t":{}}}"#, value["t"]);
+            self.replies.push((now + self.rtt, socket, reply));
+        }
+        if let Some(id) = id {
+            self.handled.push(id.clone());
+            let reply = format!(r#"{{"socketType":"ack","id":"{id}"}}"#);
+            self.replies.push((now + self.rtt, socket, reply));
+        }
+    }
+
+    /// Reads what the core wrote in `actions`.
+    pub fn take(&mut self, now: Millis, actions: &[Action]) {
+        for action in actions {
+            if let Action::SendFrame { socket, text } = action {
+                self.receive(now, *socket, text);
+            }
+        }
+    }
+
+    /// Runs the harness and this server until `until` or until nothing is
+    /// left to do; checks the window after every step.
+    pub fn run(&mut self, h: &mut Harness, until: Millis) {
+        let window = h.conn.config().send_window;
+        loop {
+            self.max_in_flight = self.max_in_flight.max(h.conn.stats().in_flight);
+            assert!(h.conn.stats().in_flight <= window, "window exceeded");
+            let next_reply = self.replies.iter().map(|r| r.0).min();
+            let next_timer = h.timers.values().copied().min();
+            let next = match (next_reply, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => break,
+            };
+            if next > until {
+                break;
+            }
+            if next_reply == Some(next) {
+                let index = self.replies.iter().position(|r| r.0 == next).unwrap();
+                let (at, socket, text) = self.replies.remove(index);
+                h.now = h.now.max(at);
+                if h.sockets.last() != Some(&socket) {
+                    continue;
+                }
+                let actions = h.frame(&text);
+                self.take(h.now, &actions);
+            } else {
+                let actions = h.advance_to(next);
+                self.take(h.now, &actions);
+            }
+        }
+    }
+}

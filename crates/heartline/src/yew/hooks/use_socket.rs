@@ -92,7 +92,9 @@ impl SocketHandle {
 
     /// Sends a volatile message (typing indicator, cursor): only when open,
     /// never queued, never re-sent. Fails with [`SendError::NotOpen`] when the
-    /// link is down.
+    /// link is down, [`SendError::Congested`] while the socket's buffer is
+    /// over the high-water mark, and [`SendError::RateLimited`] over the pace
+    /// the server announced.
     ///
     /// ```no_run
     /// # let socket: heartline::yew::SocketHandle = unimplemented!();
