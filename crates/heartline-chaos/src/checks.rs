@@ -80,7 +80,7 @@ pub async fn read_history(
     let result = tokio::time::timeout(deadline, collect)
         .await
         .map_err(|_| format!("checker: history not read within {deadline:?}"))?;
-    client.stop().await;
+    client.stop();
     result
 }
 

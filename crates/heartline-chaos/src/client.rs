@@ -214,10 +214,6 @@ impl ChaosClient {
             .map(|(at, _)| *at)
     }
 
-    pub fn is_open(&self) -> bool {
-        self.client.status().borrow().is_open()
-    }
-
     /// Ids handed to the core that are not acked yet, by the core's own
     /// account (not only the recorder's).
     pub async fn unacked(&self) -> Vec<MessageId> {
@@ -241,8 +237,8 @@ impl ChaosClient {
         self.client.stats().await.reconnects
     }
 
-    pub async fn stop(&self) {
-        self.client.stop().await;
+    pub fn stop(&self) {
+        self.client.stop();
     }
 }
 

@@ -110,8 +110,9 @@ fn schedule(kills: usize, cuts: usize, stalls: usize) -> Vec<Fault> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,heartline_faultproxy=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -167,12 +168,12 @@ async fn run(args: &Args) -> Result<bool, String> {
         server.log_path().display()
     );
 
+    let t0 = Instant::now();
     let mut clients = Vec::with_capacity(args.clients);
     for n in 0..args.clients {
         let name = format!("chaos-{n}");
         clients.push(ChaosClient::start(&url, name, &args.room, 0x5eed + n as u64).await?);
     }
-    let t0 = Instant::now();
     wait_until("every client to open and join", deadline, || {
         clients.iter().all(|c| c.recovered_after(t0).is_some())
     })
@@ -307,7 +308,7 @@ async fn run(args: &Args) -> Result<bool, String> {
     }
     let verdict = checks::verdict(&clients, &stored, args.messages, unacked);
     for c in &clients {
-        c.stop().await;
+        c.stop();
     }
     proxy.shutdown().await;
     server.kill().await?;

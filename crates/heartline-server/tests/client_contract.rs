@@ -154,7 +154,7 @@ async fn every_client_message_type_sent_with_an_id_ends_acked_or_refused() {
     }
     let stats = client.stats().await;
     assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
-    client.stop().await;
+    client.stop();
     server.stop().await;
 }
 
@@ -231,7 +231,7 @@ async fn five_hundred_queued_messages_drain_without_a_rate_limit_refusal_or_clos
     let expected: Vec<String> = (0..500).map(|n| format!("queued #{n}")).collect();
     assert_eq!(texts, expected);
 
-    client.stop().await;
+    client.stop();
     proxy.shutdown().await;
     server.stop().await;
 }
