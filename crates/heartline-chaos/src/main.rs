@@ -1,0 +1,384 @@
+//! `heartline-chaos`: does delivery hold while everything fails?
+//!
+//! Starts the real demo server (a child process on a file database) behind
+//! the fault proxy, connects native clients that run the real socket core
+//! (`heartline::native`), has each send numbered chat messages into one room
+//! at a steady pace, and meanwhile kills the server with SIGKILL (restarting
+//! it on the same address and database), cuts the link and stalls it
+//! (half-open). At the end it checks, from a fresh client that reads the
+//! whole history and from what every client received, that no message was
+//! lost, duplicated or reordered, and that every message ended acked.
+//!
+//! Loopback only, bounded in count and time. Prints one summary line:
+//!
+//! ```text
+//! chaos: clients=3 sent=3000 acked=3000 stored=3000 delivered=9000/9000 lost=0 duplicated=0 reordered=0 kills=20 cuts=20 stalls=5 in 212 s
+//! ```
+//!
+//! and exits non-zero on any loss, duplicate, reorder, unacked message or
+//! missed deadline.
+
+mod checks;
+mod client;
+mod server;
+mod timing;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use heartline_faultproxy::{Mode, Proxy};
+use tokio::time::Instant;
+
+use crate::client::ChaosClient;
+use crate::server::ServerProcess;
+use crate::timing::Samples;
+
+#[derive(Debug, Parser)]
+#[command(about = "Chaos run of the Heartline socket core against the real server")]
+struct Args {
+    /// The heartline-server binary to run (and kill).
+    #[arg(long)]
+    server_bin: PathBuf,
+    /// Clients, all in one room.
+    #[arg(long, default_value_t = 3)]
+    clients: usize,
+    /// Messages each client sends.
+    #[arg(long, default_value_t = 1000)]
+    messages: usize,
+    /// Messages per second each client sends.
+    #[arg(long, default_value_t = 5.0)]
+    rate: f64,
+    /// Times the server is killed with SIGKILL and restarted.
+    #[arg(long, default_value_t = 20)]
+    kills: usize,
+    /// Times the proxy cuts every connection (TCP RST) and refuses new ones
+    /// for --cut-ms.
+    #[arg(long, default_value_t = 20)]
+    cuts: usize,
+    /// Times the proxy stalls the link (half-open) until every client has
+    /// noticed.
+    #[arg(long, default_value_t = 5)]
+    stalls: usize,
+    /// How long the server stays dead after a kill, ms.
+    #[arg(long, default_value_t = 300)]
+    down_ms: u64,
+    /// How long a cut lasts, ms.
+    #[arg(long, default_value_t = 1_000)]
+    cut_ms: u64,
+    /// Longest wait for any one recovery, acks or deliveries, seconds.
+    #[arg(long, default_value_t = 120)]
+    deadline_secs: u64,
+    /// Room name.
+    #[arg(long, default_value = "chaos")]
+    room: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Kill,
+    Cut,
+    Stall,
+}
+
+/// Faults spread evenly: kills and cuts alternate, stalls in between.
+fn schedule(kills: usize, cuts: usize, stalls: usize) -> Vec<Fault> {
+    let mut faults = Vec::with_capacity(kills + cuts + stalls);
+    let (mut k, mut c) = (0, 0);
+    while k < kills || c < cuts {
+        if k < kills {
+            faults.push(Fault::Kill);
+            k += 1;
+        }
+        if c < cuts {
+            faults.push(Fault::Cut);
+            c += 1;
+        }
+    }
+    let total = faults.len() + stalls;
+    for s in 0..stalls {
+        // Evenly spaced positions in the final list.
+        let at = ((s + 1) * total / (stalls + 1)).min(faults.len());
+        faults.insert(at, Fault::Stall);
+    }
+    faults
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,heartline_faultproxy=error")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("chaos: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn free_loopback_port() -> Result<SocketAddr, String> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
+    listener.local_addr().map_err(|e| e.to_string())
+}
+
+/// Polls `done` every 20 ms until it holds or `deadline` passes.
+async fn wait_until(
+    what: &str,
+    deadline: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let give_up = Instant::now() + deadline;
+    while !done() {
+        if Instant::now() > give_up {
+            return Err(format!("timed out after {deadline:?} waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> Result<bool, String> {
+    let started = Instant::now();
+    let deadline = Duration::from_secs(args.deadline_secs);
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let addr = free_loopback_port()?;
+    // Every message of the run must come back from one `join`.
+    let history_max = args.clients * args.messages + 100;
+    let mut server = ServerProcess::new(args.server_bin.clone(), addr, dir.path(), history_max);
+    server.start().await?;
+    let proxy = Proxy::start(heartline_faultproxy::Config::new(server.addr()))
+        .await
+        .map_err(|e| format!("fault proxy: {e}"))?;
+    let url = format!("ws://{}/ws", proxy.listen_addr());
+    eprintln!(
+        "chaos: server {} (log {}), proxy {url}",
+        server.addr(),
+        server.log_path().display()
+    );
+
+    let t0 = Instant::now();
+    let mut clients = Vec::with_capacity(args.clients);
+    for n in 0..args.clients {
+        let name = format!("chaos-{n}");
+        clients.push(ChaosClient::start(&url, name, &args.room, 0x5eed + n as u64).await?);
+    }
+    wait_until("every client to open and join", deadline, || {
+        clients.iter().all(|c| c.recovered_after(t0).is_some())
+    })
+    .await?;
+
+    // Senders run while the faults happen.
+    let every = Duration::from_secs_f64(1.0 / args.rate.max(0.01));
+    let senders: Vec<_> = clients
+        .iter()
+        .cloned()
+        .map(|c| {
+            let room = args.room.clone();
+            let count = args.messages;
+            tokio::spawn(async move { c.send_paced(&room, count, every).await })
+        })
+        .collect();
+
+    let faults = schedule(args.kills, args.cuts, args.stalls);
+    let sending_for = every.mul_f64(args.messages as f64);
+    let gap = sending_for.div_f64((faults.len() + 1) as f64);
+    let mut recovery_kill = Samples::default();
+    let mut reopen_kill = Samples::default();
+    let mut recovery_cut = Samples::default();
+    let mut recovery_stall = Samples::default();
+    let mut stall_noticed = Samples::default();
+    let sending_started = Instant::now();
+    for (i, fault) in faults.iter().enumerate() {
+        let due = sending_started + gap.mul_f64((i + 1) as f64);
+        tokio::time::sleep_until(due).await;
+        let back = match fault {
+            Fault::Kill => {
+                server.kill().await?;
+                // The outage itself: a dead server for a while, on purpose.
+                tokio::time::sleep(Duration::from_millis(args.down_ms)).await;
+                server.start().await?
+            }
+            Fault::Cut => {
+                proxy.set_mode(Mode::Cut);
+                tokio::time::sleep(Duration::from_millis(args.cut_ms)).await;
+                proxy.set_mode(Mode::Pass);
+                Instant::now()
+            }
+            Fault::Stall => {
+                let stalled_at = Instant::now();
+                proxy.set_mode(Mode::Stall);
+                wait_until("every client to notice the stall", deadline, || {
+                    clients
+                        .iter()
+                        .all(|c| c.lost_link_after(stalled_at).is_some())
+                })
+                .await?;
+                for c in &clients {
+                    if let Some(at) = c.lost_link_after(stalled_at) {
+                        stall_noticed.push(at - stalled_at);
+                    }
+                }
+                proxy.set_mode(Mode::Pass);
+                Instant::now()
+            }
+        };
+        wait_until(
+            &format!("recovery from fault {} ({fault:?})", i + 1),
+            deadline,
+            || clients.iter().all(|c| c.recovered_after(back).is_some()),
+        )
+        .await?;
+        for c in &clients {
+            let Some(done) = c.recovered_after(back) else {
+                continue;
+            };
+            match fault {
+                Fault::Kill => {
+                    recovery_kill.push(done - back);
+                    if let Some(open) = c
+                        .record()
+                        .open_edges
+                        .iter()
+                        .find(|(at, open)| *open && *at >= back)
+                    {
+                        reopen_kill.push(open.0 - back);
+                    }
+                }
+                Fault::Cut => recovery_cut.push(done - back),
+                Fault::Stall => recovery_stall.push(done - back),
+            }
+        }
+        eprintln!(
+            "chaos: fault {}/{} {fault:?} recovered",
+            i + 1,
+            faults.len()
+        );
+    }
+
+    for sender in senders {
+        sender
+            .await
+            .map_err(|e| format!("a sender task failed: {e}"))?;
+    }
+    // Every message acked, by the core's own account.
+    let give_up = Instant::now() + deadline;
+    loop {
+        let mut pending = 0;
+        for c in &clients {
+            pending += c.unacked().await.len();
+        }
+        if pending == 0 {
+            break;
+        }
+        if Instant::now() > give_up {
+            eprintln!("chaos: {pending} messages still unacked after {deadline:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let stored = checks::read_history(&url, &args.room, deadline).await?;
+    wait_until("every client to receive the whole room", deadline, || {
+        clients
+            .iter()
+            .all(|c| c.record().deliveries.len() >= stored.len())
+    })
+    .await
+    .unwrap_or_else(|e| eprintln!("chaos: {e}"));
+
+    let mut reconnects = Vec::new();
+    for c in &clients {
+        reconnects.push((c.name.clone(), c.reconnects().await));
+    }
+    let mut unacked = 0;
+    for c in &clients {
+        unacked += c.unacked().await.len();
+    }
+    let verdict = checks::verdict(&clients, &stored, args.messages, unacked);
+    for c in &clients {
+        c.stop();
+    }
+    proxy.shutdown().await;
+    server.kill().await?;
+
+    let elapsed = started.elapsed().as_secs();
+    println!(
+        "chaos: clients={} sent={} acked={} stored={} delivered={}/{} lost={} duplicated={} reordered={} kills={} cuts={} stalls={} in {elapsed} s",
+        args.clients,
+        verdict.sent,
+        verdict.acked,
+        verdict.stored,
+        verdict.delivered,
+        verdict.delivered_expected,
+        verdict.lost,
+        verdict.duplicated,
+        verdict.reordered,
+        args.kills,
+        args.cuts,
+        args.stalls,
+    );
+    let reconnects: Vec<String> = reconnects
+        .iter()
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect();
+    println!("chaos: reconnects {}", reconnects.join(" "));
+    println!(
+        "chaos: server back -> client open: {}",
+        reopen_kill.summary()
+    );
+    println!(
+        "chaos: server back -> open, re-joined, outbox drained: {}",
+        recovery_kill.summary()
+    );
+    println!(
+        "chaos: cut restored -> recovered: {}",
+        recovery_cut.summary()
+    );
+    println!(
+        "chaos: stall -> noticed (link declared dead): {}",
+        stall_noticed.summary()
+    );
+    println!(
+        "chaos: stall restored -> recovered: {}",
+        recovery_stall.summary()
+    );
+    for problem in &verdict.problems {
+        println!("chaos: problem: {problem}");
+    }
+    Ok(verdict.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_has_every_fault_and_spreads_stalls() {
+        let faults = schedule(20, 20, 5);
+        assert_eq!(faults.len(), 45);
+        assert_eq!(faults.iter().filter(|f| **f == Fault::Kill).count(), 20);
+        assert_eq!(faults.iter().filter(|f| **f == Fault::Cut).count(), 20);
+        let stalls: Vec<usize> = faults
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| **f == Fault::Stall)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(stalls.len(), 5);
+        assert!(stalls.windows(2).all(|w| w[1] - w[0] > 3), "{stalls:?}");
+        assert_eq!(schedule(0, 0, 0), Vec::new());
+        assert_eq!(schedule(1, 0, 1).len(), 2);
+    }
+}

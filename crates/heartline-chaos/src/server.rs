@@ -1,0 +1,116 @@
+//! The demo server as a child process: started on a fixed loopback address
+//! and a file database, killed with SIGKILL, started again on the same
+//! address and database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How long a start may take before the run gives up.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How often the ready file is looked for.
+const POLL: Duration = Duration::from_millis(10);
+
+/// What is needed to (re)start the server the same way every time.
+#[derive(Debug)]
+pub struct ServerProcess {
+    binary: PathBuf,
+    addr: SocketAddr,
+    db: PathBuf,
+    ready_file: PathBuf,
+    log: PathBuf,
+    history_max: usize,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    pub fn new(binary: PathBuf, addr: SocketAddr, dir: &Path, history_max: usize) -> Self {
+        ServerProcess {
+            binary,
+            addr,
+            db: dir.join("chaos.db"),
+            ready_file: dir.join("server.ready"),
+            log: dir.join("server.log"),
+            history_max,
+            child: None,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Starts the server and waits until it listens; returns when it does.
+    pub async fn start(&mut self) -> Result<Instant, String> {
+        let _ = std::fs::remove_file(&self.ready_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("server log {}: {e}", self.log.display()))?;
+        let log_err = log.try_clone().map_err(|e| format!("server log: {e}"))?;
+        let child = Command::new(&self.binary)
+            .arg("--addr")
+            .arg(self.addr.to_string())
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--ready-file")
+            .arg(&self.ready_file)
+            .arg("--dist")
+            .arg(self.db.with_file_name("no-dist"))
+            .arg("--history-max")
+            .arg(self.history_max.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if std::fs::read_to_string(&self.ready_file).is_ok_and(|s| !s.trim().is_empty()) {
+                return Ok(Instant::now());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!(
+                    "the server exited at start ({status}); see {}",
+                    self.log.display()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the server did not listen within {START_DEADLINE:?}; see {}",
+                    self.log.display()
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `kill -9`: no shutdown, no checkpoint, sockets reset by the kernel.
+    pub async fn kill(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        child
+            .start_kill()
+            .map_err(|e| format!("kill failed: {e}"))?;
+        child
+            .wait()
+            .await
+            .map_err(|e| format!("wait after kill failed: {e}"))?;
+        Ok(())
+    }
+}
