@@ -3,8 +3,15 @@
 use heartline::yew::{use_heartbeat, use_socket};
 use yew::prelude::*;
 
-/// Shows the connection's state, its round-trip time and the socket layer's
-/// counters (refreshed every second by `use_heartbeat`).
+use crate::components::sparkline::Sparkline;
+use crate::format::bytes;
+
+/// Round-trip samples the sparkline spans.
+const RTT_WINDOW: usize = 60;
+
+/// Shows the connection's state, its round-trip time (now and as a trend)
+/// and the socket layer's counters (refreshed every second by
+/// `use_heartbeat`).
 #[function_component(ConnectionPanel)]
 pub fn connection_panel() -> Html {
     let socket = use_socket();
@@ -15,6 +22,7 @@ pub fn connection_panel() -> Html {
         .last_rtt
         .map(|ms| format!("{ms} ms"))
         .unwrap_or_else(|| "–".to_owned());
+    let history: Vec<f64> = socket.rtt_history().into_iter().map(|ms| ms as f64).collect();
     html! {
         <section class="panel" aria-labelledby="connection-heading">
             <h2 id="connection-heading">{ "Connection" }</h2>
@@ -24,13 +32,20 @@ pub fn connection_panel() -> Html {
                 <dt>{ "Server" }</dt>
                 <dd><code>{ socket.url() }</code></dd>
                 <dt>{ "Round trip" }</dt>
-                <dd>{ rtt }</dd>
-                <dt>{ "Frames in / out" }</dt>
-                <dd>{ format!("{} / {}", stats.frames_in, stats.frames_out) }</dd>
+                <dd class="panel__rtt">
+                    <span>{ rtt }</span>
+                    <Sparkline values={history} capacity={RTT_WINDOW} label="Round-trip time, recent pings" />
+                </dd>
                 <dt>{ "Reconnects" }</dt>
                 <dd>{ stats.reconnects }</dd>
                 <dt>{ "Waiting to send" }</dt>
                 <dd>{ stats.queued + stats.in_flight }</dd>
+                <dt>{ "Frames in / out" }</dt>
+                <dd>{ format!("{} / {}", stats.frames_in, stats.frames_out) }</dd>
+                <dt>{ "Bytes in / out" }</dt>
+                <dd>{ format!("{} / {}", bytes(stats.bytes_in as f64), bytes(stats.bytes_out as f64)) }</dd>
+                <dt>{ "Frames refused" }</dt>
+                <dd>{ stats.invalid_frames }</dd>
             </dl>
         </section>
     }

@@ -1,0 +1,84 @@
+use heartline::yew::use_subscription;
+use heartline_protocol::error_code;
+use yew::prelude::*;
+
+use crate::components::composer::Composer;
+use crate::components::message_list::MessageList;
+use crate::components::typing_indicator::TypingIndicator;
+use crate::hooks::use_last_read::use_last_read;
+use crate::hooks::use_room::use_room;
+use crate::hooks::use_typing::use_typing;
+use crate::messages::ServerError;
+
+/// Props of [`RoomView`].
+#[derive(Properties, PartialEq)]
+pub struct RoomViewProps {
+    /// The room to show (joined while this is mounted).
+    pub room: AttrValue,
+    /// Our display name.
+    pub me: AttrValue,
+}
+
+/// One room: who is here, its messages, who is typing, and the composer.
+/// Mount it with `key={room}` so another room is a fresh join.
+#[function_component(RoomView)]
+pub fn room_view(props: &RoomViewProps) -> Html {
+    let room = use_room(props.room.clone());
+    let typing = use_typing(props.room.clone(), props.me.clone());
+    let last_read = use_last_read();
+    let refused = use_state(|| None::<String>);
+    {
+        // A join is refused without an id; a room not yet live is ours.
+        let refused = refused.clone();
+        let live = room.state().live;
+        use_subscription::<ServerError, _>(move |error| {
+            if !live && (error.code == error_code::LIMIT_REACHED || error.id.is_none() && error.code == error_code::RATE_LIMITED) {
+                refused.set(Some(error.message));
+            }
+        });
+    }
+    // What is shown is read.
+    {
+        let state = room.state();
+        let mark = state.epoch.zip(state.messages.last().map(|m| m.seq));
+        let name = props.room.clone();
+        use_effect_with(mark, move |mark| {
+            if let Some((epoch, seq)) = *mark {
+                last_read.mark(&name, epoch, seq);
+            }
+        });
+    }
+    let state = room.state();
+    let typists: Vec<AttrValue> = typing
+        .typists()
+        .names()
+        .into_iter()
+        .map(|n| AttrValue::from(n.to_owned()))
+        .collect();
+    let on_typing = {
+        let typing = typing.clone();
+        Callback::from(move |()| typing.notify())
+    };
+    html! {
+        <section class="room" aria-labelledby="room-title" data-room={props.room.clone()}>
+            <header class="room__header">
+                <h2 id="room-title" class="room__title">{ format!("# {}", props.room) }</h2>
+                <p class="room__people" title={state.users.join(", ")}>
+                    { match state.users.len() {
+                        0 => String::new(),
+                        1..=5 => format!("Here: {}", state.users.join(", ")),
+                        n => format!("{n} people here: {}, …", state.users[..4].join(", ")),
+                    } }
+                </p>
+            </header>
+            if let Some(reason) = &*refused {
+                <p class="room__refused" role="alert">
+                    { format!("This room can't be opened: {reason}") }
+                </p>
+            }
+            <MessageList room={room.clone()} me={props.me.clone()} />
+            <TypingIndicator names={typists} />
+            <Composer room={room} {on_typing} />
+        </section>
+    }
+}
