@@ -811,8 +811,10 @@ mod tests {
         );
         // A history request lacking a field is an error, not a panic.
         assert!(
-            serde_json::from_str::<ClientMessage>(r#"{"socketType":"history","id":"h","room":"r"}"#)
-                .is_err()
+            serde_json::from_str::<ClientMessage>(
+                r#"{"socketType":"history","id":"h","room":"r"}"#
+            )
+            .is_err()
         );
     }
 

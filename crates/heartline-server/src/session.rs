@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use heartline_protocol::{
-    ChatMessage, ClientMessage, MAX_FRAME_BYTES, MAX_HISTORY_PAGE, MAX_ROOM_CHARS, PLAIN_PING, PLAIN_PONG, ServerMessage, close_code, error_code,
-    message_id, validate_name, validate_room, validate_text,
+    ChatMessage, ClientMessage, MAX_FRAME_BYTES, MAX_HISTORY_PAGE, MAX_ROOM_CHARS, PLAIN_PING,
+    PLAIN_PONG, ServerMessage, close_code, error_code, message_id, validate_name, validate_room,
+    validate_text,
 };
 use serde_json::Value;
 

@@ -106,10 +106,11 @@ impl AppState {
             }),
         };
         state.spawn_housekeeping();
-        state
-            .inner
-            .directory
-            .spawn(&state.inner.hub, DIRECTORY_INTERVAL, state.shutdown_signal());
+        state.inner.directory.spawn(
+            &state.inner.hub,
+            DIRECTORY_INTERVAL,
+            state.shutdown_signal(),
+        );
         Ok(state)
     }
 

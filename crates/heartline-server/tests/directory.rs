@@ -43,7 +43,10 @@ async fn rooms_come_right_after_welcome_and_before_the_ack() {
     assert_eq!(names, ["help", "lobby", "random"], "sorted, every room");
     for r in rooms.as_array().unwrap() {
         assert!(r["epoch"].as_u64().is_some_and(|e| e >= 1), "{r}");
-        assert_eq!((r["last_seq"].as_u64(), r["online"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(
+            (r["last_seq"].as_u64(), r["online"].as_u64()),
+            (Some(0), Some(0))
+        );
     }
     server.stop().await;
 }

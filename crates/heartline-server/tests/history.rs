@@ -250,9 +250,8 @@ async fn join_with_a_limit_replays_only_the_most_recent() {
     }
     let mut bo = connect(&server).await;
     hello(&mut bo, "bo", None).await;
-    let history_seqs = |h: &[Value]| -> Vec<u64> {
-        h.iter().map(|m| m["seq"].as_u64().unwrap()).collect()
-    };
+    let history_seqs =
+        |h: &[Value]| -> Vec<u64> { h.iter().map(|m| m["seq"].as_u64().unwrap()).collect() };
     let mut join_with = async |frame: Value| {
         send(&mut bo, frame).await;
         let mut history = Vec::new();
@@ -276,7 +275,8 @@ async fn join_with_a_limit_replays_only_the_most_recent() {
     let h = join_with(json!({"socketType": "join", "room": "lobby", "limit": 1000})).await;
     assert_eq!(history_seqs(&h), (11..=40).collect::<Vec<_>>());
     // With since, the limit is ignored: everything after since.
-    let h = join_with(json!({"socketType": "join", "room": "lobby", "since": 20, "limit": 2})).await;
+    let h =
+        join_with(json!({"socketType": "join", "room": "lobby", "since": 20, "limit": 2})).await;
     assert_eq!(history_seqs(&h), (21..=40).collect::<Vec<_>>());
     // Without limit: the server's default of recent messages (50: all 40).
     let h = join_with(json!({"socketType": "join", "room": "lobby"})).await;

@@ -388,7 +388,11 @@ async fn static_files_are_brotli_or_gzip_and_client_routes_get_the_app() {
     let dist = tempfile::tempdir().unwrap();
     let index = "<!doctype html><title>Heartline</title>".repeat(20);
     std::fs::write(dist.path().join("index.html"), &index).unwrap();
-    std::fs::write(dist.path().join("app.js"), "console.log('hi');\n".repeat(300)).unwrap();
+    std::fs::write(
+        dist.path().join("app.js"),
+        "console.log('hi');\n".repeat(300),
+    )
+    .unwrap();
     // A precompressed file is served as it is (its bytes, not recompressed).
     std::fs::write(dist.path().join("big.css"), "a { b: c }\n".repeat(300)).unwrap();
     std::fs::write(dist.path().join("big.css.br"), b"precompressed-br").unwrap();

@@ -232,6 +232,9 @@ fn the_page_query_uses_the_room_seq_index() {
         .collect::<Result<_, _>>()
         .unwrap();
     let plan = plan.join("\n");
-    assert!(plan.contains("USING INDEX") || plan.contains("USING PRIMARY KEY"), "{plan}");
+    assert!(
+        plan.contains("USING INDEX") || plan.contains("USING PRIMARY KEY"),
+        "{plan}"
+    );
     assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
 }
