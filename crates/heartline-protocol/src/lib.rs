@@ -25,6 +25,12 @@
 //!   itself under them;
 //! - close codes 4001 and 4003 ([`close_code`]) are final: do not reconnect.
 //!
+//! Beyond the live stream, a client pages back through a room's history
+//! with [`ClientMessage::History`] (answered by [`ServerMessage::History`],
+//! at most [`MAX_HISTORY_PAGE`] messages a page), and follows the live room
+//! directory in [`ServerMessage::Rooms`], sent after `welcome` and on every
+//! change.
+//!
 //! ```
 //! use heartline_protocol::{ClientMessage, ServerMessage};
 //!

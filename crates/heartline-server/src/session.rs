@@ -1,6 +1,7 @@
-//! The chat protocol's handlers, one [`Session`] per connection: `hello`,
-//! `join`, `leave`, `chat.send`, `typing`, `metrics.*`, and the acks and
-//! errors that answer them. The transport ([`crate::transport`]) hands it
+//! The chat protocol's handlers, one [`Session`] per connection: `hello`
+//! (and the room directory it subscribes to), `join`, `leave`, `chat.send`,
+//! `typing`, `history`, `metrics.*`, and the acks and errors that answer
+//! them. The transport ([`crate::transport`]) hands it
 //! every text frame it admitted; the session answers only through its
 //! [`Peer`] queue.
 //!

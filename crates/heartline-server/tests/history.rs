@@ -283,3 +283,23 @@ async fn join_with_a_limit_replays_only_the_most_recent() {
     assert_eq!(history_seqs(&h), (1..=40).collect::<Vec<_>>());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_history_request_closes_with_1009() {
+    let server = start(config()).await; // cap: 64 KiB
+    let mut ws = connect(&server).await;
+    hello(&mut ws, "ada", None).await;
+    // Under the cap, a long room name is a field error named by the id.
+    let room = "r".repeat(60 * 1024);
+    let e = page(&mut ws, "long", &room, 10, 10).await.unwrap_err();
+    assert_eq!(e["code"], "invalid_field");
+    // Over the cap, the connection closes with 1009.
+    let room = "r".repeat(65 * 1024);
+    send(
+        &mut ws,
+        json!({"socketType": "history", "id": "huge", "room": room, "before": 10, "limit": 10}),
+    )
+    .await;
+    assert_eq!(expect_close(&mut ws, WAIT).await.0, 1009);
+    server.stop().await;
+}
