@@ -45,6 +45,7 @@ pub async fn read_history(
         room: room.to_owned(),
         since: Some(0),
         epoch: None,
+        limit: None,
     })
     .map_err(|e| e.to_string())?;
     client

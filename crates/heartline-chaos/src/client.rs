@@ -143,6 +143,7 @@ impl ChaosClient {
             room: room.to_owned(),
             since: None,
             epoch: None,
+            limit: None,
         })
         .map_err(|e| e.to_string())?;
         client

@@ -25,6 +25,12 @@
 //!   itself under them;
 //! - close codes 4001 and 4003 ([`close_code`]) are final: do not reconnect.
 //!
+//! Beyond the live stream, a client pages back through a room's history
+//! with [`ClientMessage::History`] (answered by [`ServerMessage::History`],
+//! at most [`MAX_HISTORY_PAGE`] messages a page), and follows the live room
+//! directory in [`ServerMessage::Rooms`], sent after `welcome` and on every
+//! change.
+//!
 //! ```
 //! use heartline_protocol::{ClientMessage, ServerMessage};
 //!
@@ -46,6 +52,8 @@ pub const MAX_ROOM_CHARS: usize = 32;
 pub const MAX_TEXT_CHARS: usize = 2000;
 /// Largest frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Most messages one [`ClientMessage::History`] page may ask for.
+pub const MAX_HISTORY_PAGE: u32 = 200;
 /// The plain-text heartbeat some servers speak instead of JSON.
 pub const PLAIN_PING: &str = "ping";
 /// The plain-text reply to [`PLAIN_PING`].
@@ -91,6 +99,9 @@ pub mod error_code {
     pub const LIMIT_REACHED: &str = "limit_reached";
     /// The server failed to handle a valid message (e.g. storage error).
     pub const INTERNAL: &str = "internal";
+    /// The message names a room that does not exist (e.g. a `history`
+    /// request for a room nobody created, or one that expired).
+    pub const UNKNOWN_ROOM: &str = "unknown_room";
 }
 
 /// A frame sent by the client to the server.
@@ -138,6 +149,11 @@ pub enum ClientMessage {
         /// the recent history is sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         epoch: Option<u64>,
+        /// Without `since`: replay only the most recent `limit` messages
+        /// (the server clamps it to 1..=its history maximum; absent means
+        /// the server's default, 50). Ignored with `since`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Leave a room.
     #[serde(rename = "leave")]
@@ -171,6 +187,38 @@ pub enum ClientMessage {
     /// Stop receiving `metrics.sample` frames.
     #[serde(rename = "metrics.unsubscribe")]
     MetricsUnsubscribe,
+    /// Ask for one page of a room's older history: up to `limit` messages
+    /// with `seq < before`, the newest of them. Answered by
+    /// [`ServerMessage::History`], then `ack {id}`; refused with
+    /// [`error_code::INVALID_FIELD`] (bad room, `limit` outside
+    /// 1..=[`MAX_HISTORY_PAGE`], `before` 0) or [`error_code::UNKNOWN_ROOM`].
+    /// The room need not be joined.
+    ///
+    /// ```
+    /// use heartline_protocol::ClientMessage;
+    /// let msg = ClientMessage::History {
+    ///     id: "h-1".into(),
+    ///     room: "lobby".into(),
+    ///     before: 120,
+    ///     limit: 50,
+    /// };
+    /// assert_eq!(
+    ///     msg.to_json(),
+    ///     r#"{"socketType":"history","id":"h-1","room":"lobby","before":120,"limit":50}"#
+    /// );
+    /// ```
+    #[serde(rename = "history")]
+    History {
+        /// Client-chosen id; the page is followed by `ack {id}`.
+        id: String,
+        /// Room name.
+        room: String,
+        /// Only messages with `seq < before` (at least 1; `u64::MAX` for
+        /// "the newest").
+        before: u64,
+        /// Most messages wanted, 1..=[`MAX_HISTORY_PAGE`].
+        limit: u32,
+    },
 }
 
 /// A frame sent by the server to the client.
@@ -248,6 +296,32 @@ pub enum ServerMessage {
         /// Display name of the typist.
         from: String,
     },
+    /// One page of a room's history, answering [`ClientMessage::History`]
+    /// (its `ack` follows).
+    #[serde(rename = "history")]
+    History {
+        /// Room name.
+        room: String,
+        /// The room's stream epoch (see [`ChatMessage::epoch`]).
+        epoch: u64,
+        /// The `before` of the request, echoed.
+        before: u64,
+        /// Messages with `seq < before`, ascending by `seq`, the newest ones
+        /// first to be kept: a page may hold fewer than `limit` when they
+        /// would not fit in one frame of [`MAX_FRAME_BYTES`].
+        messages: Vec<ChatMessage>,
+        /// Whether older messages exist: ask again with `before` set to the
+        /// first message's `seq`.
+        has_more: bool,
+    },
+    /// The live room directory: every room and how busy it is. Sent right
+    /// after `welcome`, then whenever it changes (at most about once a
+    /// second; the latest state always follows).
+    #[serde(rename = "rooms")]
+    Rooms {
+        /// Every room, sorted by name.
+        rooms: Vec<RoomSummary>,
+    },
     /// One reading of the host and the server.
     #[serde(rename = "metrics.sample")]
     MetricsSample(MetricsSample),
@@ -304,6 +378,31 @@ pub struct ChatMessage {
     pub text: String,
     /// Server time of storage, ms since the Unix epoch.
     pub at: i64,
+}
+
+/// One room in [`ServerMessage::Rooms`].
+///
+/// ```
+/// use heartline_protocol::{RoomSummary, ServerMessage};
+/// let rooms = ServerMessage::Rooms {
+///     rooms: vec![RoomSummary { name: "lobby".into(), epoch: 7, last_seq: 3, online: 2 }],
+/// };
+/// assert_eq!(
+///     rooms.to_json(),
+///     r#"{"socketType":"rooms","rooms":[{"name":"lobby","epoch":7,"last_seq":3,"online":2}]}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    /// Room name.
+    pub name: String,
+    /// The room's stream epoch (see [`ChatMessage::epoch`]).
+    pub epoch: u64,
+    /// The room's highest `seq` (0: no message yet).
+    pub last_seq: u64,
+    /// Distinct users currently joined (one person with two tabs counts
+    /// once).
+    pub online: u32,
 }
 
 /// One sample of host and server metrics.
@@ -521,11 +620,25 @@ mod tests {
                 room: "lobby".into(),
                 since: Some(3),
                 epoch: Some(9),
+                limit: None,
             },
             ClientMessage::Join {
                 room: "lobby".into(),
                 since: None,
                 epoch: None,
+                limit: None,
+            },
+            ClientMessage::Join {
+                room: "lobby".into(),
+                since: None,
+                epoch: None,
+                limit: Some(20),
+            },
+            ClientMessage::History {
+                id: "h1".into(),
+                room: "lobby".into(),
+                before: 121,
+                limit: 50,
             },
             ClientMessage::Leave {
                 room: "lobby".into(),
@@ -581,6 +694,37 @@ mod tests {
                 room: "lobby".into(),
                 users: vec!["ada".into()],
             },
+            ServerMessage::History {
+                room: "lobby".into(),
+                epoch: 3,
+                before: 3,
+                messages: vec![ChatMessage {
+                    stream: "lobby".into(),
+                    epoch: 3,
+                    seq: 2,
+                    id: "c1".into(),
+                    from: "ada".into(),
+                    text: "hi".into(),
+                    at: 5,
+                }],
+                has_more: true,
+            },
+            ServerMessage::History {
+                room: "lobby".into(),
+                epoch: 3,
+                before: 1,
+                messages: vec![],
+                has_more: false,
+            },
+            ServerMessage::Rooms { rooms: vec![] },
+            ServerMessage::Rooms {
+                rooms: vec![RoomSummary {
+                    name: "lobby".into(),
+                    epoch: 3,
+                    last_seq: 9,
+                    online: 2,
+                }],
+            },
             ServerMessage::Typing {
                 room: "lobby".into(),
                 from: "ada".into(),
@@ -613,6 +757,7 @@ mod tests {
             room: "r".into(),
             since: Some(4),
             epoch: Some(8),
+            limit: None,
         }
         .to_json();
         assert_eq!(
@@ -636,6 +781,50 @@ mod tests {
     }
 
     #[test]
+    fn new_frames_have_the_documented_wire_shape() {
+        let json = ClientMessage::Join {
+            room: "r".into(),
+            since: None,
+            epoch: None,
+            limit: Some(20),
+        }
+        .to_json();
+        assert_eq!(json, r#"{"socketType":"join","room":"r","limit":20}"#);
+        let history: ClientMessage = serde_json::from_str(
+            r#"{"socketType":"history","id":"h","room":"r","before":51,"limit":50}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            history,
+            ClientMessage::History {
+                id: "h".into(),
+                room: "r".into(),
+                before: 51,
+                limit: 50,
+            }
+        );
+        let json = ServerMessage::History {
+            room: "r".into(),
+            epoch: 8,
+            before: 51,
+            messages: vec![],
+            has_more: false,
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"socketType":"history","room":"r","epoch":8,"before":51,"messages":[],"has_more":false}"#
+        );
+        // A history request lacking a field is an error, not a panic.
+        assert!(
+            serde_json::from_str::<ClientMessage>(
+                r#"{"socketType":"history","id":"h","room":"r"}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn unknown_type_and_missing_tag_are_errors_not_panics() {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"socketType":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"room":"x"}"#).is_err());
@@ -652,6 +841,7 @@ mod tests {
             r#"{"socketType":"metrics.unsubscribe","id":"a"}"#,
             r#"{"socketType":"ping","t":1,"id":"a"}"#,
             r#"{"socketType":"hello","name":"ada","id":"a"}"#,
+            r#"{"socketType":"history","room":"lobby","before":9,"limit":5,"id":"a"}"#,
         ] {
             assert!(
                 serde_json::from_str::<ClientMessage>(frame).is_ok(),

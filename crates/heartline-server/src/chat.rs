@@ -10,12 +10,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use heartline_protocol::{ChatMessage, ServerMessage};
+use heartline_protocol::{ChatMessage, RoomSummary, ServerMessage};
 
 use crate::peer::{ConnId, Outbound, Peer};
+use crate::store::UserId;
 
 /// Presence of a room is broadcast at most once per this window: a join
 /// storm in a room of N members would otherwise cost N² frames of N names.
@@ -27,6 +29,10 @@ pub struct Hub {
     inner: Mutex<BTreeMap<String, Room>>,
     presence: Mutex<HashMap<String, Throttle>>,
     max_rooms: usize,
+    /// Signalled on every change the room directory shows (rooms created
+    /// or removed, members, `last_seq`). A stored permit means "changed
+    /// since you last looked", so no change is missed.
+    changed: Arc<Notify>,
 }
 
 /// Per-room presence throttle: leading edge now, trailing edge once.
@@ -43,6 +49,10 @@ struct Room {
     permanent: bool,
     /// Last join, leave or message.
     last_active: Instant,
+    /// Stream epoch; 0 until the store reported it (not yet listed).
+    epoch: u64,
+    /// Highest `seq` stored.
+    last_seq: u64,
 }
 
 impl Room {
@@ -51,6 +61,18 @@ impl Room {
             members: HashMap::new(),
             permanent,
             last_active: Instant::now(),
+            epoch: 0,
+            last_seq: 0,
+        }
+    }
+
+    /// Moves the stream position forward (a new epoch replaces it).
+    fn advance(&mut self, epoch: u64, seq: u64) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
+            self.last_seq = seq;
+        } else {
+            self.last_seq = self.last_seq.max(seq);
         }
     }
 }
@@ -58,6 +80,7 @@ impl Room {
 #[derive(Debug)]
 struct Member {
     peer: Peer,
+    user: UserId,
     name: String,
 }
 
@@ -77,7 +100,49 @@ impl Hub {
             inner: Mutex::new(BTreeMap::new()),
             presence: Mutex::new(HashMap::new()),
             max_rooms,
+            changed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Signalled whenever the room directory changed (see
+    /// [`Hub::directory`]); a change while nobody waits is remembered.
+    pub fn changes(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    fn touch_directory(&self) {
+        self.changed.notify_one();
+    }
+
+    /// The room directory: every room whose stream is known, sorted by
+    /// name, with its position and how many distinct users are joined.
+    pub fn directory(&self) -> Vec<RoomSummary> {
+        self.rooms()
+            .iter()
+            .filter(|(_, r)| r.epoch != 0)
+            .map(|(name, r)| RoomSummary {
+                name: name.clone(),
+                epoch: r.epoch,
+                last_seq: r.last_seq,
+                online: u32::try_from(
+                    r.members
+                        .values()
+                        .map(|m| m.user)
+                        .collect::<BTreeSet<_>>()
+                        .len(),
+                )
+                .unwrap_or(u32::MAX),
+            })
+            .collect()
+    }
+
+    /// Records where a room's stream is (from the store: at start, and with
+    /// each join's history). Ignored for a room that does not exist.
+    pub fn set_stream(&self, room: &str, epoch: u64, last_seq: u64) {
+        if let Some(r) = self.rooms().get_mut(room) {
+            r.advance(epoch, last_seq);
+        }
+        self.touch_directory();
     }
 
     fn rooms(&self) -> MutexGuard<'_, BTreeMap<String, Room>> {
@@ -129,6 +194,8 @@ impl Hub {
             return Err(TooManyRooms(self.max_rooms));
         }
         rooms.insert(room.to_string(), Room::new(false));
+        drop(rooms);
+        self.touch_directory();
         Ok(true)
     }
 
@@ -161,6 +228,8 @@ impl Hub {
         for name in &names {
             throttles.remove(name);
         }
+        drop(throttles);
+        self.touch_directory();
         names
     }
 
@@ -169,13 +238,23 @@ impl Hub {
         let mut rooms = self.rooms();
         if rooms.get(room).is_some_and(|r| r.members.is_empty()) {
             rooms.remove(room);
+            drop(rooms);
+            self.touch_directory();
         }
     }
 
-    /// Queues `frames` for `peer`, then makes it a member of `room`, in one
-    /// step. Returns false if the room does not exist or the peer's queue is
-    /// full (the peer is then being closed).
-    pub fn join(&self, room: &str, peer: &Peer, name: &str, frames: Vec<Utf8Bytes>) -> bool {
+    /// Queues `frames` for `peer`, then makes it (user `user`, shown as
+    /// `name`) a member of `room`, in one step. Returns false if the room
+    /// does not exist or the peer's queue is full (the peer is then being
+    /// closed).
+    pub fn join(
+        &self,
+        room: &str,
+        peer: &Peer,
+        user: UserId,
+        name: &str,
+        frames: Vec<Utf8Bytes>,
+    ) -> bool {
         let mut rooms = self.rooms();
         let Some(r) = rooms.get_mut(room) else {
             return false;
@@ -188,18 +267,25 @@ impl Hub {
             peer.id,
             Member {
                 peer: peer.clone(),
+                user,
                 name: name.to_string(),
             },
         );
+        drop(rooms);
+        self.touch_directory();
         true
     }
 
     /// Removes a connection from a room. Returns whether it was a member.
     pub fn leave(&self, room: &str, conn: ConnId) -> bool {
-        self.rooms().get_mut(room).is_some_and(|r| {
+        let left = self.rooms().get_mut(room).is_some_and(|r| {
             r.last_active = Instant::now();
             r.members.remove(&conn).is_some()
-        })
+        });
+        if left {
+            self.touch_directory();
+        }
+        left
     }
 
     /// Removes a connection from every room; returns the rooms it was in.
@@ -210,6 +296,9 @@ impl Hub {
                 room.last_active = Instant::now();
                 left.push(name.clone());
             }
+        }
+        if !left.is_empty() {
+            self.touch_directory();
         }
         left
     }
@@ -306,7 +395,9 @@ impl Hub {
     pub fn publish(&self, msg: &ChatMessage) -> usize {
         if let Some(r) = self.rooms().get_mut(&msg.stream) {
             r.last_active = Instant::now();
+            r.advance(msg.epoch, msg.seq);
         }
+        self.touch_directory();
         let text = frame(&ServerMessage::ChatMessage(msg.clone()));
         self.fan_out(&msg.stream, None, &text)
     }
@@ -357,15 +448,56 @@ mod tests {
         let (p1, _r1) = peer(1, 8);
         let (p2, _r2) = peer(2, 8);
         let (p3, _r3) = peer(3, 8);
-        assert!(hub.join("lobby", &p1, "bo", vec![]));
-        assert!(hub.join("lobby", &p2, "al", vec![]));
-        assert!(hub.join("lobby", &p3, "al", vec![]));
-        assert!(!hub.join("nope", &p3, "al", vec![]));
+        assert!(hub.join("lobby", &p1, 1, "bo", vec![]));
+        assert!(hub.join("lobby", &p2, 2, "al", vec![]));
+        assert!(hub.join("lobby", &p3, 2, "al", vec![]));
+        assert!(!hub.join("nope", &p3, 2, "al", vec![]));
         assert_eq!(hub.presence("lobby"), vec!["al", "bo"]);
         assert!(hub.leave("lobby", 1));
         assert!(!hub.leave("lobby", 1));
         assert_eq!(hub.leave_all(2), vec!["lobby".to_string()]);
         assert_eq!(hub.presence("lobby"), vec!["al"]);
+    }
+
+    #[test]
+    fn the_directory_counts_distinct_users_and_follows_the_stream() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("a");
+        assert_eq!(hub.create_room("b"), Ok(true));
+        // Not listed before the store told the stream's epoch.
+        assert!(hub.directory().is_empty());
+        hub.set_stream("a", 7, 2);
+        hub.set_stream("b", 9, 0);
+        let (p1, _r1) = peer(1, 8);
+        let (p2, _r2) = peer(2, 8);
+        let (p3, _r3) = peer(3, 8);
+        assert!(hub.join("a", &p1, 10, "ada", vec![]));
+        assert!(hub.join("a", &p2, 10, "ada", vec![])); // a second tab
+        assert!(hub.join("a", &p3, 11, "bo", vec![]));
+        hub.publish(&ChatMessage {
+            stream: "a".into(),
+            epoch: 7,
+            seq: 3,
+            id: "c".into(),
+            from: "ada".into(),
+            text: "hi".into(),
+            at: 1,
+        });
+        let summary = |name: &str, epoch, last_seq, online| RoomSummary {
+            name: name.into(),
+            epoch,
+            last_seq,
+            online,
+        };
+        assert_eq!(
+            hub.directory(),
+            vec![summary("a", 7, 3, 2), summary("b", 9, 0, 0)]
+        );
+        hub.leave_all(3);
+        assert_eq!(hub.directory()[0].online, 1);
+        // A new epoch replaces the position.
+        hub.set_stream("a", 8, 0);
+        assert_eq!(hub.directory()[0], summary("a", 8, 0, 1));
     }
 
     #[test]
@@ -375,7 +507,7 @@ mod tests {
         hub.add_existing_room("old");
         assert_eq!(hub.create_room("busy"), Ok(true));
         let (p, _rx) = peer(1, 8);
-        assert!(hub.join("busy", &p, "ada", vec![]));
+        assert!(hub.join("busy", &p, 1, "ada", vec![]));
         let mut queued = Vec::new();
         let expired = hub.expire_idle(Duration::ZERO, |names| queued = names.to_vec());
         assert_eq!(expired, vec!["old".to_string()]);
@@ -394,8 +526,8 @@ mod tests {
         hub.add_existing_room("r");
         let (slow, _slow_rx) = peer(1, 1);
         let (fast, mut fast_rx) = peer(2, 8);
-        assert!(hub.join("r", &slow, "slow", vec![]));
-        assert!(hub.join("r", &fast, "fast", vec![]));
+        assert!(hub.join("r", &slow, 1, "slow", vec![]));
+        assert!(hub.join("r", &fast, 2, "fast", vec![]));
         while fast_rx.try_recv().is_ok() {}
         assert_eq!(hub.typing("r", 99, "x"), 1); // slow's queue is full now
         assert!(slow.is_closing());

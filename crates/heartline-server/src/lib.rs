@@ -17,6 +17,7 @@
 mod accept;
 pub mod chat;
 pub mod config;
+pub mod directory;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
@@ -61,6 +62,7 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
         "http_connections": state.pending().open(),
         "rooms": state.hub().room_count(),
         "metrics_sampling": state.metrics().is_sampling(),
+        "metrics_subscribers": state.metrics().subscriber_count(),
         "metrics_samples": state.metrics().samples_taken(),
         "uptime_secs": state.uptime().as_secs(),
     }))

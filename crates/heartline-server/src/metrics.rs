@@ -105,6 +105,11 @@ impl MetricsHub {
         self.subs().subs.remove(&conn).is_some()
     }
 
+    /// Connections subscribed now (`metrics_subscribers` in `/healthz`).
+    pub fn subscriber_count(&self) -> usize {
+        self.subs().subs.len()
+    }
+
     /// Whether the sampler is running.
     pub fn is_sampling(&self) -> bool {
         self.subs().running

@@ -1,6 +1,7 @@
-//! The chat protocol's handlers, one [`Session`] per connection: `hello`,
-//! `join`, `leave`, `chat.send`, `typing`, `metrics.*`, and the acks and
-//! errors that answer them. The transport ([`crate::transport`]) hands it
+//! The chat protocol's handlers, one [`Session`] per connection: `hello`
+//! (and the room directory it subscribes to), `join`, `leave`, `chat.send`,
+//! `typing`, `history`, `metrics.*`, and the acks and errors that answer
+//! them. The transport ([`crate::transport`]) hands it
 //! every text frame it admitted; the session answers only through its
 //! [`Peer`] queue.
 //!
@@ -14,15 +15,16 @@ use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use heartline_protocol::{
-    ClientMessage, MAX_ROOM_CHARS, PLAIN_PING, PLAIN_PONG, ServerMessage, close_code, error_code,
-    message_id, validate_name, validate_room, validate_text,
+    ChatMessage, ClientMessage, MAX_FRAME_BYTES, MAX_HISTORY_PAGE, MAX_ROOM_CHARS, PLAIN_PING,
+    PLAIN_PONG, ServerMessage, close_code, error_code, message_id, validate_name, validate_room,
+    validate_text,
 };
 use serde_json::Value;
 
 use crate::limits::retry_after_ms;
 use crate::peer::{CloseReason, Outbound, Peer};
 use crate::state::{AppState, OnlineGuard};
-use crate::store::{History, HistoryQuery, StoreError, Stored, UserId};
+use crate::store::{History, HistoryQuery, Page, StoreError, Stored, UserId};
 
 /// Longest client message id, in bytes.
 const MAX_ID_BYTES: usize = 128;
@@ -38,6 +40,7 @@ const KNOWN_TYPES: &[&str] = &[
     "typing",
     "metrics.subscribe",
     "metrics.unsubscribe",
+    "history",
 ];
 
 /// A welcomed client.
@@ -193,9 +196,18 @@ impl Session {
             (_, Some(user)) => (user.id, user.name.clone()),
         };
         match msg {
-            ClientMessage::Join { room, since, epoch } => {
-                self.join(user, &room, since, epoch).await
-            }
+            ClientMessage::Join {
+                room,
+                since,
+                epoch,
+                limit,
+            } => self.join(user, &room, since, epoch, limit).await,
+            ClientMessage::History {
+                room,
+                before,
+                limit,
+                ..
+            } => self.history(&room, before, limit).await,
             ClientMessage::Leave { room } => self.leave(&room),
             ClientMessage::ChatSend { id, room, text } => {
                 self.chat_send(user, id, &room, &text).await
@@ -251,6 +263,10 @@ impl Session {
             rooms: self.state.hub().room_names(),
         })
         .await;
+        // The room directory right after the welcome, then its changes.
+        self.state
+            .directory()
+            .subscribe(self.state.hub(), &self.peer);
         Ok(())
     }
 
@@ -260,6 +276,7 @@ impl Session {
         room: &str,
         since: Option<u64>,
         epoch: Option<u64>,
+        limit: Option<u32>,
     ) -> Result<(), Refused> {
         let room = validate_room(room).map_err(|e| Refused::invalid(e.to_string()))?;
         let hub = self.state.hub().clone();
@@ -279,14 +296,22 @@ impl Session {
         // A second join of the same room starts over (e.g. with a new since).
         hub.leave(&room, self.peer.id);
         let config = self.state.config();
+        // Without `since`, the client may ask for fewer (or more, up to the
+        // maximum) recent messages than the default.
+        let recent = limit.map_or(config.history_recent, |limit| {
+            usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .clamp(1, config.history_max.max(1))
+        });
         let query = HistoryQuery {
             since,
             epoch,
-            recent: config.history_recent,
+            recent,
             max: config.history_max,
         };
         let (peer, key) = (self.peer.clone(), room.clone());
         let handoff = Box::new(move |history: History| {
+            hub.set_stream(&key, history.epoch, history.last_seq);
             let mut frames: Vec<Utf8Bytes> = history
                 .messages
                 .into_iter()
@@ -300,7 +325,7 @@ impl Session {
                 }
                 .to_json(),
             ));
-            hub.join(&key, &peer, &name, frames)
+            hub.join(&key, &peer, user, &name, frames)
         });
         match self.state.store().join(&room, query, handoff).await {
             Ok(true) => {
@@ -318,6 +343,38 @@ impl Session {
                 Err(Refused::internal())
             }
         }
+    }
+
+    /// One page of older history: `history`, then (by the caller) the ack.
+    /// Bounded by `limit` and by the frame size: the oldest messages of a
+    /// page that would not fit in [`MAX_FRAME_BYTES`] are left for the next
+    /// page (`has_more`).
+    async fn history(&mut self, room: &str, before: u64, limit: u32) -> Result<(), Refused> {
+        let room = validate_room(room).map_err(|e| Refused::invalid(e.to_string()))?;
+        if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+            return Err(Refused::invalid(format!(
+                "limit must be 1-{MAX_HISTORY_PAGE}"
+            )));
+        }
+        if before == 0 {
+            return Err(Refused::invalid("before must be at least 1"));
+        }
+        let page = match self.state.store().page(&room, before, limit).await {
+            Ok(page) => page,
+            Err(StoreError::UnknownRoom) => {
+                return Err(Refused::new(
+                    error_code::UNKNOWN_ROOM,
+                    format!("no room {room:?}"),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, room, "history: store failed");
+                return Err(Refused::internal());
+            }
+        };
+        let text = history_frame(room, before, page, MAX_FRAME_BYTES);
+        self.peer.send(Outbound::Text(text)).await;
+        Ok(())
     }
 
     fn leave(&mut self, room: &str) -> Result<(), Refused> {
@@ -366,6 +423,41 @@ impl Session {
         self.state.hub().typing(&room, self.peer.id, name);
         Ok(())
     }
+}
+
+/// The `history` frame of `page`, at most `max_bytes` long: when it would
+/// be longer, its oldest messages are left out (and `has_more` set), so the
+/// client's next page, `before` the first message kept, has no gap.
+fn history_frame(room: String, before: u64, page: Page, max_bytes: usize) -> Utf8Bytes {
+    let Page {
+        epoch,
+        mut messages,
+        mut has_more,
+    } = page;
+    let envelope = |messages: Vec<ChatMessage>, has_more: bool| ServerMessage::History {
+        room: room.clone(),
+        epoch,
+        before,
+        messages,
+        has_more,
+    };
+    // Empty list, `has_more: false`: the longest "true" is one byte shorter.
+    let mut budget = max_bytes.saturating_sub(envelope(Vec::new(), false).to_json().len());
+    // Newest first: keep as many of the newest as fit (each plus a comma).
+    let mut keep = 0;
+    for m in messages.iter().rev() {
+        let size = serde_json::to_string(m).map_or(usize::MAX, |t| t.len() + 1);
+        if size > budget {
+            break;
+        }
+        budget -= size;
+        keep += 1;
+    }
+    if keep < messages.len() {
+        messages.drain(..messages.len() - keep);
+        has_more = true;
+    }
+    Utf8Bytes::from(envelope(messages, has_more).to_json())
 }
 
 fn frame(msg: &ServerMessage) -> Outbound {
@@ -468,5 +560,51 @@ mod tests {
             panic!("an error frame");
         };
         assert_eq!(id, None);
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn msg(seq: u64, len: usize) -> ChatMessage {
+        ChatMessage {
+            stream: "r".into(),
+            epoch: 1,
+            seq,
+            id: format!("c{seq}"),
+            from: "ada".into(),
+            text: "x".repeat(len),
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn a_page_too_large_for_a_frame_keeps_its_newest_messages() {
+        let page = Page {
+            epoch: 1,
+            messages: (1..=10).map(|seq| msg(seq, 1000)).collect(),
+            has_more: false,
+        };
+        let text = history_frame("r".into(), 11, page.clone(), 4500);
+        assert!(text.len() <= 4500, "{}", text.len());
+        let ServerMessage::History {
+            messages, has_more, ..
+        } = serde_json::from_str(text.as_str()).unwrap()
+        else {
+            panic!("a history frame");
+        };
+        let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+        assert_eq!((seqs, has_more), (vec![7, 8, 9, 10], true));
+        // A page that fits is sent whole.
+        let text = history_frame("r".into(), 11, page, MAX_FRAME_BYTES);
+        let ServerMessage::History {
+            messages, has_more, ..
+        } = serde_json::from_str(text.as_str()).unwrap()
+        else {
+            panic!("a history frame");
+        };
+        assert_eq!((messages.len(), has_more), (10, false));
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::chat::Hub;
 use crate::config::{Config, OriginPolicy};
+use crate::directory::{DIRECTORY_INTERVAL, Directory};
 use crate::limits::{ConnectionLimiter, RoomCreationLimiter};
 use crate::metrics::{Counters, MetricsHub, ServerStats};
 use crate::store::{ExpiredHistory, Store, StoreError, UserId};
@@ -30,6 +31,7 @@ struct Inner {
     local_addr: SocketAddr,
     origins: OriginPolicy,
     hub: Arc<Hub>,
+    directory: Arc<Directory>,
     store: Store,
     metrics: Arc<MetricsHub>,
     counters: Arc<Counters>,
@@ -72,9 +74,11 @@ impl AppState {
                 Err(e) => tracing::warn!(room, error = %e, "default room ignored"),
             }
         }
-        for room in store.rooms().await? {
-            hub.add_existing_room(&room);
+        for room in store.room_streams().await? {
+            hub.add_existing_room(&room.name);
+            hub.set_stream(&room.name, room.epoch, room.last_seq);
         }
+        let directory = Arc::new(Directory::default());
         let counters = Arc::new(Counters::default());
         let metrics = Arc::new(MetricsHub::new(counters.clone(), config.metrics_interval()));
         let origins = OriginPolicy::new(config.allowed_origins.as_deref(), local_addr);
@@ -88,6 +92,7 @@ impl AppState {
                 local_addr,
                 origins,
                 hub,
+                directory,
                 store,
                 metrics,
                 counters,
@@ -101,6 +106,11 @@ impl AppState {
             }),
         };
         state.spawn_housekeeping();
+        state.inner.directory.spawn(
+            &state.inner.hub,
+            DIRECTORY_INTERVAL,
+            state.shutdown_signal(),
+        );
         Ok(state)
     }
 
@@ -189,6 +199,11 @@ impl AppState {
     /// Rooms and members.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    /// The live room directory's recipients.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.inner.directory
     }
 
     /// The chat history store.

@@ -1,5 +1,7 @@
 //! The built single-page app: files of `dist/` with their content types,
-//! gzip, and `index.html` for client-side routes.
+//! brotli or gzip (a precompressed `.br` / `.gz` beside a file when there is
+//! one, else compressed on the fly as the client's `Accept-Encoding` asks),
+//! and `index.html` for client-side routes.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +14,15 @@ use tower_http::services::ServeDir;
 
 /// A router serving `dist`: existing files as they are (content type from
 /// the extension, `.wasm` included), any other path without an extension as
-/// `index.html` (a client route), and 404 for missing assets.
+/// `index.html` (a client route, e.g. `/chat/lobby` or `/dashboard`), and 404
+/// for missing assets (`/missing.js`). Responses are brotli- or
+/// gzip-compressed as `Accept-Encoding` asks.
 pub fn router(dist: &Path) -> Router {
     let index = dist.join("index.html");
     let fallback = get(move |uri: Uri| spa_index(uri, index.clone()));
     let files = ServeDir::new(dist)
         .append_index_html_on_directories(true)
+        .precompressed_br()
         .precompressed_gzip()
         .fallback(fallback);
     Router::new()
@@ -27,8 +32,9 @@ pub fn router(dist: &Path) -> Router {
 
 async fn spa_index(uri: Uri, index: PathBuf) -> Response {
     // `/app.js` missing is a 404; `/chat/lobby` is a route of the app.
+    // A room name may hold a dot: everything under `/chat/` is a route.
     let last = uri.path().rsplit('/').next().unwrap_or_default();
-    if last.contains('.') {
+    if last.contains('.') && !uri.path().starts_with("/chat/") {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     match tokio::fs::read_to_string(&index).await {

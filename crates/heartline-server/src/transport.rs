@@ -157,6 +157,7 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
         state.hub().presence_changed(&room, None);
     }
     state.metrics().unsubscribe(conn_id);
+    state.directory().unsubscribe(conn_id);
     counters.connections.fetch_sub(1, Ordering::Relaxed);
     drop(guard);
     tracing::debug!(conn_id, "disconnected");

@@ -90,6 +90,7 @@ async fn every_client_message_type_sent_with_an_id_ends_acked_or_refused() {
             room: "lobby".into(),
             since: None,
             epoch: None,
+            limit: None,
         },
         ClientMessage::ChatSend {
             id: String::new(), // replaced by the core's id
@@ -103,6 +104,12 @@ async fn every_client_message_type_sent_with_an_id_ends_acked_or_refused() {
             interval_ms: Some(1_000),
         },
         ClientMessage::MetricsUnsubscribe,
+        ClientMessage::History {
+            id: String::new(), // replaced by the core's id
+            room: "lobby".into(),
+            before: u64::MAX,
+            limit: 50,
+        },
         ClientMessage::Leave {
             room: "lobby".into(),
         },
@@ -138,6 +145,14 @@ async fn every_client_message_type_sent_with_an_id_ends_acked_or_refused() {
         (
             json!({"socketType": "typing", "room": "not-joined"}),
             error_code::INVALID_FIELD,
+        ),
+        (
+            json!({"socketType": "history", "room": "lobby", "before": 5, "limit": 0}),
+            error_code::INVALID_FIELD,
+        ),
+        (
+            json!({"socketType": "history", "room": "no-such-room", "before": 5, "limit": 5}),
+            error_code::UNKNOWN_ROOM,
         ),
     ];
     for (value, code) in refused {
@@ -184,6 +199,7 @@ async fn five_hundred_queued_messages_drain_without_a_rate_limit_refusal_or_clos
         room: "lobby".into(),
         since: None,
         epoch: None,
+        limit: None,
     })
     .unwrap();
     client

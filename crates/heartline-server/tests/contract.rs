@@ -84,7 +84,7 @@ async fn every_client_message_type_with_an_id_is_acked_or_refused_with_that_id()
     let mut ws = connect(&server).await;
 
     // Before hello: ping is answered, anything else is refused not_welcomed.
-    let before: [(&str, Value); 7] = [
+    let before: [(&str, Value); 8] = [
         ("p0", json!({"socketType": "ping", "t": 1})),
         ("j0", json!({"socketType": "join", "room": "lobby"})),
         ("l0", json!({"socketType": "leave", "room": "lobby"})),
@@ -95,6 +95,10 @@ async fn every_client_message_type_with_an_id_is_acked_or_refused_with_that_id()
         ("t0", json!({"socketType": "typing", "room": "lobby"})),
         ("s0", json!({"socketType": "metrics.subscribe"})),
         ("u0", json!({"socketType": "metrics.unsubscribe"})),
+        (
+            "y0",
+            json!({"socketType": "history", "room": "lobby", "before": 9, "limit": 5}),
+        ),
     ];
     for (id, frame) in before.clone() {
         send_with_id(&mut ws, frame, id).await;
@@ -102,7 +106,7 @@ async fn every_client_message_type_with_an_id_is_acked_or_refused_with_that_id()
     send_with_id(&mut ws, json!({"socketType": "hello", "name": "ada"}), "h0").await;
     let (answers, others) = answers_until(&mut ws, "h0").await;
     assert_acked(&answers, "p0");
-    for id in ["j0", "l0", "c0", "t0", "s0", "u0"] {
+    for id in ["j0", "l0", "c0", "t0", "s0", "u0", "y0"] {
         assert_refused(&answers, id, "not_welcomed");
     }
     assert_eq!(
@@ -112,7 +116,7 @@ async fn every_client_message_type_with_an_id_is_acked_or_refused_with_that_id()
     );
 
     // Welcomed: every type is handled and acked.
-    let handled: [(&str, Value); 9] = [
+    let handled: [(&str, Value); 10] = [
         ("p1", json!({"socketType": "ping", "t": 2})),
         ("j1", json!({"socketType": "join", "room": "lobby"})),
         (
@@ -129,12 +133,16 @@ async fn every_client_message_type_with_an_id_is_acked_or_refused_with_that_id()
         // Idempotent: a second leave is handled the same way.
         ("l2", json!({"socketType": "leave", "room": "lobby"})),
         ("j2", json!({"socketType": "join", "room": "own-room"})),
+        (
+            "y1",
+            json!({"socketType": "history", "room": "lobby", "before": 100, "limit": 10}),
+        ),
     ];
     for (id, frame) in handled.clone() {
         send_with_id(&mut ws, frame, id).await;
     }
     // Refusals, each final and named.
-    let refused: [(&str, Value, &str); 7] = [
+    let refused: [(&str, Value, &str); 9] = [
         ("r1", json!({"socketType": "nope"}), "unknown_type"),
         ("r2", json!({"room": "lobby"}), "unknown_type"),
         ("r3", json!({"socketType": "join"}), "invalid_field"),
@@ -158,6 +166,16 @@ async fn every_client_message_type_with_an_id_is_acked_or_refused_with_that_id()
             json!({"socketType": "join", "room": "one-too-many"}),
             "limit_reached",
         ),
+        (
+            "r8",
+            json!({"socketType": "history", "room": "lobby", "before": 100, "limit": 0}),
+            "invalid_field",
+        ),
+        (
+            "r9",
+            json!({"socketType": "history", "room": "no-such-room", "before": 100, "limit": 5}),
+            "unknown_room",
+        ),
     ];
     for (id, frame, _) in refused.clone() {
         send_with_id(&mut ws, frame, id).await;
@@ -171,6 +189,7 @@ async fn every_client_message_type_with_an_id_is_acked_or_refused_with_that_id()
         assert_refused(&answers, id, code);
     }
     assert!(others.contains(&"joined".to_string()), "{others:?}");
+    assert!(others.contains(&"history".to_string()), "{others:?}");
     assert_eq!(
         answers.len(),
         handled.len() + refused.len() + 1,

@@ -382,3 +382,61 @@ async fn healthz_and_the_spa_with_content_types_compression_and_fallback() {
     let _ = headers;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn static_files_are_brotli_or_gzip_and_client_routes_get_the_app() {
+    let dist = tempfile::tempdir().unwrap();
+    let index = "<!doctype html><title>Heartline</title>".repeat(20);
+    std::fs::write(dist.path().join("index.html"), &index).unwrap();
+    std::fs::write(
+        dist.path().join("app.js"),
+        "console.log('hi');\n".repeat(300),
+    )
+    .unwrap();
+    // A precompressed file is served as it is (its bytes, not recompressed).
+    std::fs::write(dist.path().join("big.css"), "a { b: c }\n".repeat(300)).unwrap();
+    std::fs::write(dist.path().join("big.css.br"), b"precompressed-br").unwrap();
+    let mut cfg = config();
+    cfg.dist = dist.path().to_path_buf();
+    let server = start(cfg).await;
+
+    for (encoding, want) in [("br", "br"), ("gzip", "gzip"), ("br, gzip", "br")] {
+        let (status, h, body) = http_get(
+            server.addr,
+            "/app.js",
+            &format!("Accept-Encoding: {encoding}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&h, "content-encoding"), Some(want), "{encoding}");
+        assert!(body.len() < 1000, "{want}: {} bytes", body.len());
+    }
+    let (status, h, body) = http_get(server.addr, "/app.js", "").await;
+    assert_eq!((status, header(&h, "content-encoding")), (200, None));
+    assert_eq!(body.len(), "console.log('hi');\n".len() * 300);
+
+    let (status, h, body) = http_get(server.addr, "/big.css", "Accept-Encoding: br\r\n").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-encoding"), Some("br"));
+    assert_eq!(body, b"precompressed-br");
+    assert!(header(&h, "content-type").unwrap().starts_with("text/css"));
+
+    for route in [
+        "/chat/lobby",
+        "/chat/some%20room",
+        "/chat/v1.2",
+        "/dashboard",
+        "/connection",
+    ] {
+        let (status, h, body) = http_get(server.addr, route, "").await;
+        assert_eq!(status, 200, "{route}");
+        assert!(header(&h, "content-type").unwrap().starts_with("text/html"));
+        assert_eq!(String::from_utf8_lossy(&body), index, "{route}");
+        // The shell is compressed too.
+        let (_, h, _) = http_get(server.addr, route, "Accept-Encoding: br\r\n").await;
+        assert_eq!(header(&h, "content-encoding"), Some("br"), "{route}");
+    }
+    let (status, _, _) = http_get(server.addr, "/missing.js", "").await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}

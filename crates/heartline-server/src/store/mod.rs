@@ -85,6 +85,28 @@ pub struct HistoryQuery {
     pub max: usize,
 }
 
+/// One page of older history, as [`Store::page`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The room's stream epoch.
+    pub epoch: u64,
+    /// Messages with `seq < before`, oldest first (the newest `limit`).
+    pub messages: Vec<ChatMessage>,
+    /// Whether messages older than the first one exist.
+    pub has_more: bool,
+}
+
+/// Where a room's stream is: its epoch and highest `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStream {
+    /// Room name.
+    pub name: String,
+    /// Stream epoch.
+    pub epoch: u64,
+    /// Highest `seq` (0 for no message).
+    pub last_seq: u64,
+}
+
 /// What to do with the messages of an expired room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiredHistory {
@@ -120,6 +142,15 @@ enum Request {
     },
     Rooms {
         reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
+    },
+    RoomStreams {
+        reply: oneshot::Sender<Result<Vec<RoomStream>, StoreError>>,
+    },
+    Page {
+        room: String,
+        before: u64,
+        limit: u32,
+        reply: oneshot::Sender<Result<Page, StoreError>>,
     },
     UserCount {
         reply: oneshot::Sender<Result<u64, StoreError>>,
@@ -211,6 +242,26 @@ impl Store {
     /// All stored rooms that have not expired.
     pub async fn rooms(&self) -> Result<Vec<String>, StoreError> {
         self.call(|reply| Request::Rooms { reply }).await
+    }
+
+    /// Every active room with its epoch and highest `seq`, sorted by name.
+    pub async fn room_streams(&self) -> Result<Vec<RoomStream>, StoreError> {
+        self.call(|reply| Request::RoomStreams { reply }).await
+    }
+
+    /// Up to `limit` messages of `room` with `seq < before`: the newest of
+    /// them, returned oldest first, and whether older ones exist. One range
+    /// scan of the `(room, seq)` primary key. [`StoreError::UnknownRoom`] if
+    /// the room does not exist or expired.
+    pub async fn page(&self, room: &str, before: u64, limit: u32) -> Result<Page, StoreError> {
+        let room = room.to_string();
+        self.call(|reply| Request::Page {
+            room,
+            before,
+            limit,
+            reply,
+        })
+        .await
     }
 
     /// How many users (identities) are stored.
@@ -457,6 +508,28 @@ fn handle(tx: &mut Transaction<'_>, req: Request) -> After {
             })();
             reply(r, v)
         }
+        Request::RoomStreams { reply: r } => {
+            let v = (|| {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT name, epoch, last_seq FROM rooms WHERE active = 1 ORDER BY name",
+                )?;
+                let rows = stmt.query_map([], |row| {
+                    Ok(RoomStream {
+                        name: row.get(0)?,
+                        epoch: row.get(1)?,
+                        last_seq: row.get(2)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })();
+            reply(r, v)
+        }
+        Request::Page {
+            room,
+            before,
+            limit,
+            reply: r,
+        } => reply(r, page(tx, &room, before, limit)),
         Request::UserCount { reply: r } => {
             let v = tx
                 .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
@@ -570,6 +643,43 @@ fn insert(
         text: text.to_string(),
         at,
     }))
+}
+
+fn page(c: &Connection, room: &str, before: u64, limit: u32) -> Result<Page, StoreError> {
+    let epoch: u64 = c
+        .prepare_cached("SELECT epoch FROM rooms WHERE name = ?1 AND active = 1")?
+        .query_row(params![room], |row| row.get(0))
+        .optional()?
+        .ok_or(StoreError::UnknownRoom)?;
+    // SQLite integers are i64: a larger `before` means "from the newest".
+    let before = i64::try_from(before).unwrap_or(i64::MAX);
+    // One more than asked tells whether older messages exist.
+    let fetch = i64::from(limit).saturating_add(1);
+    let mut messages = c
+        .prepare_cached(
+            "SELECT seq, client_id, sender, text, at FROM messages
+             WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        )?
+        .query_map(params![room, before, fetch], |row| {
+            Ok(ChatMessage {
+                stream: room.to_string(),
+                epoch,
+                seq: row.get(0)?,
+                id: row.get(1)?,
+                from: row.get(2)?,
+                text: row.get(3)?,
+                at: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_more = messages.len() > limit as usize;
+    messages.truncate(limit as usize);
+    messages.reverse();
+    Ok(Page {
+        epoch,
+        messages,
+        has_more,
+    })
 }
 
 fn history(c: &Connection, room: &str, query: HistoryQuery) -> Result<History, StoreError> {

@@ -184,3 +184,57 @@ async fn insert_dedups_and_history_is_ordered() {
     assert_eq!(seqs(&h), (vec![1, 2], 3));
     store.checkpoint().await.unwrap();
 }
+
+#[tokio::test]
+async fn pages_walk_back_through_history_by_the_primary_key() {
+    let (publisher, _) = recorder();
+    let store = Store::open(":memory:", publisher).await.unwrap();
+    store.create_room("r").await.unwrap();
+    let user = store.user("tok").await.unwrap();
+    for i in 1..=7 {
+        store
+            .insert(user, &format!("c{i}"), "r", "ada", "hi", i)
+            .await
+            .unwrap();
+    }
+    let page = store.page("r", u64::MAX, 3).await.unwrap();
+    let seqs = |p: &Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!((seqs(&page), page.has_more), (vec![5, 6, 7], true));
+    let page = store.page("r", 5, 3).await.unwrap();
+    assert_eq!((seqs(&page), page.has_more), (vec![2, 3, 4], true));
+    let page = store.page("r", 2, 3).await.unwrap();
+    assert_eq!((seqs(&page), page.has_more), (vec![1], false));
+    let page = store.page("r", 1, 3).await.unwrap();
+    assert_eq!((seqs(&page), page.has_more), (vec![], false));
+    let page = store.page("r", 4, 3).await.unwrap();
+    assert_eq!((seqs(&page), page.has_more), (vec![1, 2, 3], false));
+    assert!(matches!(
+        store.page("nope", 10, 3).await,
+        Err(StoreError::UnknownRoom)
+    ));
+    let streams = store.room_streams().await.unwrap();
+    assert_eq!(streams.len(), 1);
+    assert_eq!((streams[0].name.as_str(), streams[0].last_seq), ("r", 7));
+    assert_eq!(streams[0].epoch, page.epoch);
+}
+
+#[test]
+fn the_page_query_uses_the_room_seq_index() {
+    let conn = open_db(":memory:").unwrap();
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT seq, client_id, sender, text, at FROM messages
+             WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        )
+        .unwrap()
+        .query_map(params!["r", 10, 5], |row| row.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("USING INDEX") || plan.contains("USING PRIMARY KEY"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
+}

@@ -136,8 +136,27 @@ pub async fn send_text(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.expect("send");
 }
 
-/// The next frame other than Ping/Pong, within `within`.
+/// Whether `msg` is a `rooms` directory frame: the server sends those to
+/// every welcomed connection whenever rooms change, so the helpers skip
+/// them unless a test asks for them ([`next_frame_all`], [`next_rooms`]).
+pub fn is_rooms(msg: &Message) -> bool {
+    matches!(msg, Message::Text(t) if t.as_str().starts_with(r#"{"socketType":"rooms""#))
+}
+
+/// The next frame other than Ping/Pong and `rooms`, within `within`.
 pub async fn next_frame(ws: &mut Ws, within: Duration) -> Message {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = next_frame_all(ws, left).await;
+        if !is_rooms(&msg) {
+            return msg;
+        }
+    }
+}
+
+/// The next frame other than Ping/Pong (`rooms` included), within `within`.
+pub async fn next_frame_all(ws: &mut Ws, within: Duration) -> Message {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())
@@ -150,6 +169,29 @@ pub async fn next_frame(ws: &mut Ws, within: Duration) -> Message {
             other => return other,
         }
     }
+}
+
+/// The next `rooms` frame for which `pred` holds (other frames skipped),
+/// within [`WAIT`]; returns its `rooms` array.
+pub async fn next_rooms(ws: &mut Ws, mut pred: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = next_frame_all(ws, left).await;
+        if !is_rooms(&msg) {
+            continue;
+        }
+        let v: Value = serde_json::from_str(text(&msg).expect("text").as_str()).expect("JSON");
+        let rooms = v["rooms"].as_array().cloned().expect("a rooms array");
+        if pred(&rooms) {
+            return rooms;
+        }
+    }
+}
+
+/// The summary of `name` in a `rooms` array.
+pub fn room_in<'a>(rooms: &'a [Value], name: &str) -> Option<&'a Value> {
+    rooms.iter().find(|r| r["name"] == name)
 }
 
 /// The next JSON text frame (Pings skipped), within `within`.
@@ -262,6 +304,7 @@ pub async fn expect_silence(ws: &mut Ws, within: Duration) {
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(msg))) if is_rooms(&msg) => continue,
             Ok(other) => panic!("expected silence, got {other:?}"),
         }
     }
