@@ -55,8 +55,13 @@ pub fn app(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
+/// Counts only, no user data: readable from any origin, so a dashboard or a
+/// browser test on another origin can poll it.
+async fn healthz(
+    State(state): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], Json<serde_json::Value>) {
+    let cors = [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    (cors, Json(json!({
         "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
         "connections": state.open_connections(),
         "http_connections": state.pending().open(),
@@ -65,7 +70,7 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
         "metrics_subscribers": state.metrics().subscriber_count(),
         "metrics_samples": state.metrics().samples_taken(),
         "uptime_secs": state.uptime().as_secs(),
-    }))
+    })))
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then shuts down

@@ -154,8 +154,15 @@ async fn expect_no_rooms(ws: &mut Ws, within: Duration) {
 }
 
 async fn metrics_subscribers(server: &TestServer) -> u64 {
-    let (status, _, body) = http_get(server.addr, "/healthz", "").await;
+    let (status, headers, body) = http_get(server.addr, "/healthz", "").await;
     assert_eq!(status, 200);
+    // Readable from any origin (browser tests and dashboards poll it).
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("access-control-allow-origin") && v == "*"),
+        "{headers:?}"
+    );
     let health: Value = serde_json::from_slice(&body).unwrap();
     health["metrics_subscribers"]
         .as_u64()
