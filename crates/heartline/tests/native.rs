@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use heartline::core::{
     BackoffConfig, Config, ConnectionStatus, DeliveryState, Jitter, MessageId, SendError,
+    TimelineEvent,
 };
 use heartline::native::{Client, ClientOptions};
 use serde_json::{Value, json};
@@ -429,6 +430,39 @@ async fn reconnects_after_the_server_closes_or_drops_the_link() {
     assert_eq!(server.accepted(), 3);
     assert_eq!(client.stats().await.reconnects, 2);
     assert_eq!(server.state.max_sockets_of("cy"), 1);
+
+    // The timeline tells the story in order: two losses, each followed by
+    // a scheduled retry and a reconnect.
+    let story: Vec<String> = client
+        .timeline()
+        .await
+        .into_iter()
+        .filter(|entry| {
+            matches!(
+                entry.event,
+                TimelineEvent::Open { .. }
+                    | TimelineEvent::Lost { .. }
+                    | TimelineEvent::Reconnecting { .. }
+            )
+        })
+        .map(|entry| match entry.event {
+            TimelineEvent::Reconnecting { .. } => "retry".to_owned(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "connected",
+            "connection lost: closed (4004: bye)",
+            "retry",
+            "reconnected",
+            // A dropped TCP link is a read error to tungstenite.
+            "connection lost: socket error",
+            "retry",
+            "reconnected",
+        ]
+    );
 }
 
 #[tokio::test]

@@ -90,9 +90,10 @@ fn config() -> impl Strategy<Value = Config> {
         prop::option::of(0u32..6),
         0u64..5_000,
         1usize..5,
+        1usize..30,
     )
         .prop_map(
-            |(jitter, base, factor, cap, max_retries, min_uptime, send_window)| {
+            |(jitter, base, factor, cap, max_retries, min_uptime, send_window, timeline_limit)| {
                 let mut config = support::test_config();
                 config.backoff = BackoffConfig {
                     base,
@@ -107,6 +108,7 @@ fn config() -> impl Strategy<Value = Config> {
                 config.high_water_mark = 2_000;
                 config.stream_gap_timeout = 3_000;
                 config.stream_buffer_limit = 4;
+                config.timeline_limit = timeline_limit;
                 config
             },
         )
@@ -429,6 +431,18 @@ impl World {
             "{} in flight, window {}",
             stats.in_flight,
             config.send_window
+        );
+        // The timeline stays bounded and in time order.
+        let times: Vec<Millis> = self.h.conn.timeline().map(|entry| entry.at).collect();
+        assert!(
+            times.len() <= config.timeline_limit,
+            "{} timeline entries, limit {}",
+            times.len(),
+            config.timeline_limit
+        );
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "timeline out of order: {times:?}"
         );
         let seen = self.seen_stream.borrow();
         let mut last: HashMap<&str, u64> = HashMap::new();

@@ -67,6 +67,10 @@ pub struct Config {
     pub stream_gap_timeout: Millis,
     /// Most out-of-order messages held per stream; past it the gap is skipped.
     pub stream_buffer_limit: usize,
+    /// Most entries kept in the connection timeline
+    /// ([`Connection::timeline`](super::Connection::timeline)); the oldest
+    /// go first. 200 by default.
+    pub timeline_limit: usize,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             degraded: DegradedThresholds::default(),
             stream_gap_timeout: 5_000,
             stream_buffer_limit: 1_000,
+            timeline_limit: 200,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Liveness state of the open link: last frame, the outstanding ping, and
 //! round-trip times.
 
+use std::collections::VecDeque;
+
 use serde_json::Value;
 
 use super::{HeartbeatStyle, Millis};
@@ -8,6 +10,9 @@ use super::{HeartbeatStyle, Millis};
 /// A talking link is pinged this many intervals after the last ping, only
 /// to measure the round-trip time.
 pub(crate) const RTT_REFRESH_INTERVALS: Millis = 3;
+
+/// Round-trip samples kept for a sparkline.
+pub(crate) const RTT_HISTORY: usize = 60;
 
 /// A ping waiting for its reply (or for any frame, which proves life).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +34,8 @@ pub(crate) struct Heartbeat {
     pub(crate) last_rtt: Option<Millis>,
     /// EWMA in milliseconds, kept fractional so small samples still move it.
     pub(crate) smoothed_rtt: Option<f64>,
+    /// The last [`RTT_HISTORY`] samples, oldest first, ms.
+    pub(crate) rtt_history: VecDeque<f64>,
     /// Pings in a row that got no pong in time while the link still talked.
     pub(crate) missed_in_row: u32,
     /// Links closed as silent in a row, with no pong since.
@@ -61,6 +68,10 @@ impl Heartbeat {
     pub(crate) fn record_rtt(&mut self, rtt: Millis) {
         self.last_rtt = Some(rtt);
         let sample = rtt as f64;
+        if self.rtt_history.len() == RTT_HISTORY {
+            self.rtt_history.pop_front();
+        }
+        self.rtt_history.push_back(sample);
         self.smoothed_rtt = Some(match self.smoothed_rtt {
             None => sample,
             Some(s) => s + (sample - s) / 8.0,

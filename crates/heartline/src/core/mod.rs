@@ -116,6 +116,7 @@ mod registry;
 mod stats;
 mod status;
 mod streams;
+mod timeline;
 
 pub use backoff::Backoff;
 pub use config::{
@@ -130,6 +131,7 @@ pub use outbox::{DeliveryState, MessageFailure, MessageId};
 pub use registry::{Handler, Registry, SubscriptionGuard};
 pub use stats::Stats;
 pub use status::{ConnectionStatus, FailureCode, FailureReason};
+pub use timeline::{LinkLoss, RefusedKind, TimelineEntry, TimelineEvent};
 
 /// A point in time or a duration, in milliseconds. The driver passes
 /// `Date.now()`-like values; tests pass a virtual clock.

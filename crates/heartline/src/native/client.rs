@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::core::{
     CancelError, Connection, ConnectionStatus, DeliveryState, Event, Inbound, MessageId, Report,
-    RestoreError, SendError, SendOptions, Stats,
+    RestoreError, SendError, SendOptions, Stats, TimelineEntry,
 };
 
 use super::ClientOptions;
@@ -446,6 +446,32 @@ impl Client {
     /// ```
     pub async fn stats(&self) -> Stats {
         self.request(Command::Stats).await.unwrap_or_default()
+    }
+
+    /// The connection timeline, oldest first (empty if the driver has
+    /// ended): state changes, retries, heartbeat losses, refused frames, …
+    ///
+    /// ```no_run
+    /// # async fn demo(client: heartline::native::Client) {
+    /// for entry in client.timeline().await {
+    ///     println!("{} {}", entry.at, entry.event);
+    /// }
+    /// # }
+    /// ```
+    pub async fn timeline(&self) -> Vec<TimelineEntry> {
+        self.request(Command::Timeline).await.unwrap_or_default()
+    }
+
+    /// The last 60 round-trip times (ms), oldest first.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: heartline::native::Client) {
+    /// let samples = client.rtt_history().await;
+    /// # let _ = samples;
+    /// # }
+    /// ```
+    pub async fn rtt_history(&self) -> Vec<f64> {
+        self.request(Command::RttHistory).await.unwrap_or_default()
     }
 
     /// The core's diagnostics (malformed frames, gaps, unknown acks…) from

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::core::{
     Action, CancelError, Connection, ConnectionStatus, DeliveryState, Event, FrameData, Inbound,
     MessageId, Millis, Registry, Report, RestoreError, SendError, SendOptions, SocketId, Stats,
-    SubscriptionGuard, TimerKind,
+    SubscriptionGuard, TimelineEntry, TimerKind,
 };
 
 use super::socket::{LiveSocket, SocketEvent, SocketSlot};
@@ -56,6 +56,8 @@ pub(super) enum Command {
         reply: oneshot::Sender<Option<DeliveryState>>,
     },
     Stats(oneshot::Sender<Stats>),
+    Timeline(oneshot::Sender<Vec<TimelineEntry>>),
+    RttHistory(oneshot::Sender<Vec<f64>>),
     Last {
         socket_type: String,
         reply: oneshot::Sender<Option<Inbound>>,
@@ -375,6 +377,12 @@ impl Driver {
                     .delivery_state(&id)
                     .or_else(|| self.final_states.get(&id));
                 let _ = reply.send(state);
+            }
+            Command::Timeline(reply) => {
+                let _ = reply.send(self.core.timeline().cloned().collect());
+            }
+            Command::RttHistory(reply) => {
+                let _ = reply.send(self.core.rtt_history());
             }
             Command::Stats(reply) => {
                 let _ = reply.send(self.core.stats());

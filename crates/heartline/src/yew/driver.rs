@@ -19,7 +19,7 @@ use yew::Callback;
 use crate::core::{
     Action, CancelError, Config, Connection, ConnectionStatus, DeliveryState, Event as CoreEvent,
     FrameData, Inbound, MessageId, Millis, Registry, RestoreError, SendError, SendOptions,
-    SocketId, Stats, SubscriptionGuard, TimerKind,
+    SocketId, Stats, SubscriptionGuard, TimelineEntry, TimerKind,
 };
 
 use super::error::SocketError;
@@ -30,6 +30,8 @@ pub(crate) enum Notice {
     Status(ConnectionStatus),
     Message(MessageId, DeliveryState),
     Error(SocketError),
+    /// The timeline grew: this many entries were ever logged.
+    Timeline(u64),
 }
 
 /// How many browser sockets a provider has created and how many are still
@@ -62,6 +64,8 @@ pub(crate) struct Driver {
     events: RefCell<VecDeque<CoreEvent>>,
     actions: RefCell<VecDeque<Action>>,
     pumping: Cell<bool>,
+    /// The core's timeline version last told to the provider.
+    timeline_seen: Cell<u64>,
     /// The socket written to since its `bufferedAmount` was last reported.
     wrote_on: Cell<Option<SocketId>>,
     notify: RefCell<Option<Callback<Notice>>>,
@@ -125,6 +129,7 @@ impl Driver {
                 events: RefCell::default(),
                 actions: RefCell::default(),
                 pumping: Cell::new(false),
+                timeline_seen: Cell::new(0),
                 wrote_on: Cell::new(None),
                 notify: RefCell::default(),
                 greeting,
@@ -231,6 +236,11 @@ impl Driver {
             self.actions.borrow_mut().extend(produced);
         }
         self.pumping.set(false);
+        // One notice per batch in which the timeline grew (not per frame).
+        let version = self.core.borrow().timeline_version();
+        if self.timeline_seen.replace(version) != version {
+            self.emit(Notice::Timeline(version));
+        }
     }
 
     /// Queues what a core method (send, cancel, …) left to do, and does it.
@@ -416,6 +426,14 @@ impl Driver {
 
     pub(crate) fn stats(&self) -> Stats {
         self.core.borrow().stats()
+    }
+
+    pub(crate) fn timeline(&self) -> Vec<TimelineEntry> {
+        self.core.borrow().timeline().cloned().collect()
+    }
+
+    pub(crate) fn rtt_history(&self) -> Vec<f64> {
+        self.core.borrow().rtt_history()
     }
 
     pub(crate) fn counts(&self) -> SocketCounts {

@@ -1,6 +1,6 @@
 //! Errors the Yew bindings report to the app, never as a panic.
 
-use crate::core::Report;
+use crate::core::{Report, SendError};
 
 /// Something the socket layer could not use: a frame the core rejected (see
 /// [`Report`]), or a message a typed subscription could not decode. The
@@ -23,6 +23,16 @@ pub enum SocketError {
     /// `socketType`, unknown type, oversized, duplicate, gap, …).
     #[error("socket layer report: {0:?}")]
     Report(Report),
+    /// A standing subscription ([`use_standing`](super::use_standing)) was
+    /// refused by the core: its frame is not an object with a
+    /// `socketType`, or is too large.
+    #[error("standing subscription {key:?} refused: {error}")]
+    Standing {
+        /// The subscription's key.
+        key: String,
+        /// Why.
+        error: SendError,
+    },
     /// A typed subscriber's message did not match its Rust type.
     #[error("could not decode a {socket_type:?} message: {message}")]
     Decode {

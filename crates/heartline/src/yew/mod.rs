@@ -8,7 +8,12 @@
 //!   status, stats, retry, close;
 //! - [`use_subscription`] / [`use_socket_handler`]: the callback registry
 //!   keyed by `socketType`, registered on mount and removed on unmount;
-//! - [`use_heartbeat`]: round-trip time and liveness;
+//! - [`use_standing`]: a standing subscription (room join, metrics
+//!   subscription) bound to a component's life, replayed after every
+//!   reconnect with `since`/`epoch`, left on unmount;
+//! - [`use_latest_message`] / [`use_message_fold`]: coalescing
+//!   subscriptions that re-render at most once per animation frame;
+//! - [`use_heartbeat`] / [`use_rtt_history`]: round-trip time and liveness;
 //! - [`ConnectionBanner`]: the connection's state for people.
 
 mod components;
@@ -22,8 +27,9 @@ pub use components::{ConnectionBanner, ConnectionBannerProps};
 pub use driver::SocketCounts;
 pub use error::{NoProviderError, SocketError};
 pub use hooks::{
-    HeartbeatInfo, SocketHandle, SocketMessage, use_heartbeat, use_socket, use_socket_checked,
-    use_socket_handler, use_subscription,
+    HeartbeatInfo, SocketHandle, SocketMessage, use_heartbeat, use_latest_message,
+    use_message_fold, use_rtt_history, use_socket, use_socket_checked, use_socket_handler,
+    use_standing, use_subscription,
 };
 pub use provider::{SocketProvider, SocketProviderProps};
 pub use url::{resolve_against_page, resolve_socket_url};

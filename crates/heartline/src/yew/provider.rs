@@ -66,6 +66,8 @@ pub(crate) struct SocketView {
     /// Finished (acked/failed) ids, oldest first, for forgetting.
     finished: VecDeque<MessageId>,
     pub(crate) last_error: Option<SocketError>,
+    /// Timeline entries ever logged: a new entry changes the context.
+    pub(crate) timeline_version: u64,
     /// Bumped on every change: consumers compare it instead of the maps.
     pub(crate) version: u64,
 }
@@ -90,6 +92,7 @@ impl Reducible for SocketView {
                 next.messages.insert(id, state);
             }
             Notice::Error(error) => next.last_error = Some(error),
+            Notice::Timeline(version) => next.timeline_version = version,
         }
         Rc::new(next)
     }
@@ -170,7 +173,7 @@ pub fn socket_provider(props: &SocketProviderProps) -> Html {
                             save_outbox(key, &driver);
                         }
                     }
-                    Notice::Status(_) => {}
+                    Notice::Status(_) | Notice::Timeline(_) => {}
                 }
                 dispatcher.dispatch(notice);
             });

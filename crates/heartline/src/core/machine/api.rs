@@ -278,6 +278,7 @@ impl Connection {
         if let Some(entry) = self.outbox.remove(id) {
             self.fail_message(entry.id, MessageFailure::Cancelled);
         }
+        self.check_drained();
         self.arm_ttl();
         Ok(())
     }
@@ -385,6 +386,7 @@ impl Connection {
             self.outbox.push(entry);
         }
         self.expire(now);
+        self.note_backlog();
         self.flush(now);
         Ok(ids)
     }

@@ -6,7 +6,7 @@ use super::{Action, Connection, FrameData, Loss, Phase, RATE_LIMITED, TimerKind}
 use crate::core::pacer::Pacer;
 use crate::core::{
     CLOSE_NORMAL, DeliveryState, HeartbeatStyle, Inbound, MessageFailure, MessageId, Millis,
-    ParseError, Report, SocketId,
+    ParseError, RefusedKind, Report, SocketId, TimelineEvent,
 };
 
 impl Connection {
@@ -22,6 +22,7 @@ impl Connection {
         if len > max {
             self.stats.invalid_frames += 1;
             self.stats.oversized += 1;
+            self.timeline.refused(now, RefusedKind::Oversized);
             self.report(Report::Oversized { len, max });
             return;
         }
@@ -30,6 +31,7 @@ impl Connection {
             FrameData::Binary(len) => {
                 self.stats.invalid_frames += 1;
                 self.stats.binary_frames += 1;
+                self.timeline.refused(now, RefusedKind::Binary);
                 self.report(Report::Binary { len });
                 return;
             }
@@ -51,11 +53,13 @@ impl Connection {
             Err(ParseError::Malformed(error)) => {
                 self.stats.invalid_frames += 1;
                 self.stats.malformed += 1;
+                self.timeline.refused(now, RefusedKind::Malformed);
                 self.report(Report::Malformed { len, error });
             }
             Err(ParseError::MissingType) => {
                 self.stats.invalid_frames += 1;
                 self.stats.missing_type += 1;
+                self.timeline.refused(now, RefusedKind::MissingType);
                 self.report(Report::MissingType { len });
             }
         }
@@ -94,6 +98,7 @@ impl Connection {
                     .is_some_and(|registry| !registry.has_handlers(other));
                 if unknown {
                     self.stats.unknown_types += 1;
+                    self.timeline.refused(now, RefusedKind::UnknownType);
                     let socket_type = other.to_owned();
                     self.report(Report::UnknownType { socket_type });
                 }
@@ -131,7 +136,12 @@ impl Connection {
                 code: code.to_owned(),
                 message: message.str_field("message").unwrap_or_default().to_owned(),
             };
+            self.log(TimelineEvent::MessageRefused {
+                id: entry.id.clone(),
+                code: code.to_owned(),
+            });
             self.fail_message(entry.id, failure);
+            self.check_drained();
             self.arm_ttl();
             // Its place in the window is free.
             self.flush(now);
@@ -143,6 +153,10 @@ impl Connection {
             Some(entry) => {
                 self.stats.acked += 1;
                 self.message_state(entry.id, DeliveryState::Acked);
+                if let Some(acked) = self.backlog_acked.as_mut() {
+                    *acked += 1;
+                }
+                self.check_drained();
                 self.arm_ttl();
                 // The window has room again.
                 self.flush(now);

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{Connection, LATE_TIMER_SLACK, Loss, TimerKind};
 use crate::core::heartbeat::{Ping, ping_frame, pong_matches};
-use crate::core::{CLOSE_HEARTBEAT_LOST, HeartbeatStyle, Millis, Report, SocketId};
+use crate::core::{CLOSE_HEARTBEAT_LOST, HeartbeatStyle, Millis, Report, SocketId, TimelineEvent};
 
 impl Connection {
     /// A JSON pong: the reply to the outstanding ping only when it echoes
@@ -85,6 +85,8 @@ impl Connection {
             return;
         }
         self.stats.missed_pongs += 1;
+        let silent_for = now.saturating_sub(self.heartbeat.last_inbound);
+        self.log(TimelineEvent::HeartbeatLost { silent_for });
         self.close_socket(socket, CLOSE_HEARTBEAT_LOST, "heartbeat lost");
         self.lose_link(now, Loss::HeartbeatLost);
     }

@@ -2,8 +2,8 @@
 
 use super::{Action, Connection, Event, FLUSH_POLL, Loss, Phase, TimerKind};
 use crate::core::{
-    CLOSE_AUTH_REFUSED, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, DeliveryState, FailureReason, Millis,
-    SocketId,
+    CLOSE_AUTH_REFUSED, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, DeliveryState, FailureReason, LinkLoss,
+    Millis, SocketId, TimelineEvent,
 };
 
 impl Connection {
@@ -177,6 +177,8 @@ impl Connection {
         if let Some(pacer) = self.pacer.as_mut() {
             pacer.refill_fully(now);
         }
+        // Messages waited for this link: say when they are all through.
+        self.note_backlog();
         // Session replay: greeting, standing subscriptions, then the outbox.
         let greeting = self.greeting.as_mut().and_then(|provider| provider());
         if let Some(greeting) = greeting {
@@ -202,6 +204,19 @@ impl Connection {
             Phase::Connecting { .. } => None,
             _ => return,
         };
+        let cause = match &loss {
+            Loss::Closed { code, reason } => Some(LinkLoss::Closed {
+                code: *code,
+                reason: reason.clone(),
+            }),
+            Loss::Error => Some(LinkLoss::Error),
+            Loss::ConnectTimeout => Some(LinkLoss::ConnectTimeout),
+            // Logged with its silence where the verdict was reached.
+            Loss::HeartbeatLost => None,
+        };
+        if let Some(cause) = cause {
+            self.log(TimelineEvent::Lost { cause });
+        }
         self.drop_link_state();
         // In-flight messages whose time-to-live passed must not go out stale.
         self.expire(now);

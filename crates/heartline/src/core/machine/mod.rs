@@ -9,9 +9,10 @@ use super::heartbeat::Heartbeat;
 use super::outbox::Outbox;
 use super::pacer::Pacer;
 use super::streams::Streams;
+use super::timeline::Timeline;
 use super::{
     Config, ConnectionStatus, DeliveryState, FailureReason, Inbound, MessageId, Millis, Registry,
-    Report, SocketId, Stats,
+    Report, SocketId, Stats, TimelineEntry, TimelineEvent,
 };
 
 mod api;
@@ -459,6 +460,11 @@ pub struct Connection {
     registry: Option<Registry>,
     actions: Vec<Action>,
     last_status: ConnectionStatus,
+    /// Notable events, bounded by `Config::timeline_limit`.
+    timeline: Timeline,
+    /// Acks counted since a backlog formed (messages waiting when a link
+    /// opened, or restored); `None` when there is none.
+    backlog_acked: Option<u64>,
 }
 
 impl fmt::Debug for Connection {
@@ -492,6 +498,8 @@ impl Connection {
         // will not collide with new ones.
         let id_prefix = format!("{:012x}", rng.next_u64() & 0xFFFF_FFFF_FFFF);
         Connection {
+            timeline: Timeline::new(config.timeline_limit),
+            backlog_acked: None,
             config,
             phase: Phase::Idle,
             next_socket: 1,
@@ -617,7 +625,50 @@ impl Connection {
         if config.backoff != self.config.backoff {
             self.backoff = Backoff::new(config.backoff.clone(), self.rng.next_u64());
         }
+        self.timeline.set_limit(config.timeline_limit);
         self.config = config;
+    }
+
+    /// The connection timeline, oldest first: state changes, scheduled
+    /// retries, heartbeat losses, degradation, refused frames (one entry per
+    /// kind per burst), refusals by the server, rate limiting, drained
+    /// backlogs. At most [`Config::timeline_limit`] entries.
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection, Event, TimelineEvent};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// conn.handle(0, Event::Start);
+    /// let events: Vec<String> = conn.timeline().map(|e| e.event.to_string()).collect();
+    /// assert_eq!(events, ["connecting"]);
+    /// assert_eq!(conn.timeline().next().map(|e| e.at), Some(0));
+    /// ```
+    pub fn timeline(&self) -> impl Iterator<Item = &TimelineEntry> {
+        self.timeline.entries()
+    }
+
+    /// Timeline entries ever logged (including those evicted): changes
+    /// exactly when a new entry is added, so a UI can re-render on growth
+    /// only. (A burst's count grows in place without changing it.)
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection, Event};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// assert_eq!(conn.timeline_version(), 0);
+    /// conn.handle(0, Event::Start);
+    /// assert_eq!(conn.timeline_version(), 1);
+    /// ```
+    pub fn timeline_version(&self) -> u64 {
+        self.timeline.logged()
+    }
+
+    /// The last 60 round-trip times (ms), oldest first, for a sparkline.
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection};
+    /// assert!(Connection::new(Config::default(), 1).rtt_history().is_empty());
+    /// ```
+    pub fn rtt_history(&self) -> Vec<f64> {
+        self.heartbeat.rtt_history.iter().copied().collect()
     }
 
     /// The socket currently connecting or open.
@@ -726,8 +777,62 @@ impl Connection {
     pub(super) fn emit_status(&mut self) {
         let status = self.status();
         if status != self.last_status {
-            self.last_status = status.clone();
+            let previous = std::mem::replace(&mut self.last_status, status.clone());
+            self.log_status(&previous, &status);
             self.actions.push(Action::StatusChanged(status));
+        }
+    }
+
+    pub(super) fn log(&mut self, event: TimelineEvent) {
+        self.timeline.push(self.now, event);
+    }
+
+    fn log_status(&mut self, previous: &ConnectionStatus, status: &ConnectionStatus) {
+        let event = match status {
+            ConnectionStatus::Idle => return,
+            ConnectionStatus::Connecting { attempt } => {
+                TimelineEvent::Connecting { attempt: *attempt }
+            }
+            ConnectionStatus::Open { degraded } => match previous {
+                ConnectionStatus::Open { .. } => TimelineEvent::Degraded { on: *degraded },
+                _ => TimelineEvent::Open {
+                    reconnect: self.stats.reconnects > 0,
+                },
+            },
+            ConnectionStatus::Reconnecting { attempt, at } => TimelineEvent::Reconnecting {
+                attempt: *attempt,
+                delay: at.saturating_sub(self.now),
+            },
+            ConnectionStatus::Offline => TimelineEvent::Offline,
+            ConnectionStatus::Closed => TimelineEvent::Closed,
+            ConnectionStatus::Failed(reason) => TimelineEvent::Failed {
+                reason: reason.clone(),
+            },
+        };
+        self.log(event);
+        // Opened straight into degraded (a slow link remembered from before).
+        if let (ConnectionStatus::Open { degraded: true }, false) =
+            (status, matches!(previous, ConnectionStatus::Open { .. }))
+        {
+            self.log(TimelineEvent::Degraded { on: true });
+        }
+    }
+
+    /// A reliable message left the outbox: when a backlog was draining and
+    /// the outbox is now empty, log it.
+    pub(super) fn check_drained(&mut self) {
+        if self.outbox.len() == 0
+            && let Some(messages) = self.backlog_acked.take()
+            && messages > 0
+        {
+            self.log(TimelineEvent::OutboxDrained { messages });
+        }
+    }
+
+    /// Messages are waiting for a link: count their acks until it drains.
+    pub(super) fn note_backlog(&mut self) {
+        if self.outbox.len() > 0 && self.backlog_acked.is_none() {
+            self.backlog_acked = Some(0);
         }
     }
 }

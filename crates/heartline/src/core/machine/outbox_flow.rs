@@ -65,6 +65,7 @@ impl Connection {
     ) {
         self.stats.rate_limited += 1;
         let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).max(1);
+        self.timeline.rate_limited(now, wait);
         let until = now.saturating_add(wait);
         self.drain_paused_until = Some(self.drain_paused_until.map_or(until, |u| u.max(until)));
         if let Some(pacer) = self.pacer.as_mut() {
@@ -87,6 +88,7 @@ impl Connection {
         for id in self.outbox.take_expired(now, self.open_socket()) {
             self.fail_message(id, MessageFailure::Expired);
         }
+        self.check_drained();
         self.arm_ttl();
     }
 

@@ -6,7 +6,7 @@ use yew::prelude::*;
 
 use crate::core::{
     CancelError, ConnectionStatus, DeliveryState, Inbound, MessageId, RestoreError, SendError,
-    SendOptions, Stats,
+    SendOptions, Stats, TimelineEntry,
 };
 use crate::yew::driver::{Driver, SocketCounts};
 use crate::yew::error::{NoProviderError, SocketError};
@@ -170,6 +170,45 @@ impl SocketHandle {
         self.driver().stats()
     }
 
+    /// The connection timeline, oldest first (at most
+    /// [`Config::timeline_limit`](crate::core::Config::timeline_limit)
+    /// entries): state changes, scheduled retries, heartbeat losses,
+    /// degradation, refused frames, refusals by the server, rate limiting,
+    /// drained backlogs. A component holding the handle re-renders when an
+    /// entry is added.
+    ///
+    /// ```no_run
+    /// use heartline::yew::use_socket;
+    /// use yew::prelude::*;
+    ///
+    /// #[function_component(Timeline)]
+    /// fn timeline() -> Html {
+    ///     let socket = use_socket();
+    ///     html! {
+    ///         <ol>{ for socket.timeline().iter().rev().map(|entry| html! {
+    ///             <li>{ entry.event.to_string() }</li>
+    ///         }) }</ol>
+    ///     }
+    /// }
+    /// ```
+    pub fn timeline(&self) -> Vec<TimelineEntry> {
+        self.driver().timeline()
+    }
+
+    /// The last 60 round-trip times (ms), oldest first, read live: for a
+    /// latency sparkline ([`use_rtt_history`](crate::yew::use_rtt_history)
+    /// refreshes it every second).
+    ///
+    /// ```no_run
+    /// # let socket: heartline::yew::SocketHandle = unimplemented!();
+    /// let samples = socket.rtt_history();
+    /// let worst = samples.iter().copied().fold(0.0, f64::max);
+    /// # let _ = worst;
+    /// ```
+    pub fn rtt_history(&self) -> Vec<f64> {
+        self.driver().rtt_history()
+    }
+
     /// The last error the layer reported (rejected frame, decode failure).
     ///
     /// ```no_run
@@ -290,6 +329,11 @@ impl SocketHandle {
     /// ```
     pub fn url(&self) -> String {
         self.driver().url().to_owned()
+    }
+
+    /// The status right now (not as of the last render).
+    pub(crate) fn live_status(&self) -> ConnectionStatus {
+        self.driver().status()
     }
 
     pub(crate) fn report(&self, error: SocketError) {
