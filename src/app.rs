@@ -63,7 +63,7 @@ fn root() -> Html {
     }
 }
 
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 struct ConnectedProps {
     name: AttrValue,
     on_change_name: Callback<()>,
@@ -83,7 +83,9 @@ fn connected(props: &ConnectedProps) -> Html {
     };
     let me = props.name.clone();
     let render = move |route: Route| match route {
-        Route::Home | Route::ChatHome => html! { <Redirect<Route> to={Route::Chat { room: DEFAULT_ROOM.into() }} /> },
+        Route::Home | Route::ChatHome => {
+            html! { <Redirect<Route> to={Route::Chat { room: DEFAULT_ROOM.into() }} /> }
+        }
         Route::Chat { room } => html! { <ChatPage room={AttrValue::from(room)} me={me.clone()} /> },
         Route::Dashboard => html! { <DashboardPage /> },
         Route::Connection => html! { <ConnectionPage /> },

@@ -52,3 +52,37 @@ pub fn per_sec(value: f64) -> String {
 pub fn count(value: f64) -> String {
     format!("{value:.0}")
 }
+
+/// The unit a chart's values are in, and how to write them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// 0–100, as `42 %`.
+    Percent,
+    /// Bytes, as `1.5 MB`.
+    Bytes,
+    /// Bytes per second, as `1.5 MB/s`.
+    BytesPerSec,
+    /// Events per second, as `12/s`.
+    PerSec,
+    /// A plain count.
+    Count,
+}
+
+impl Unit {
+    /// `value` written in this unit.
+    ///
+    /// ```
+    /// use heartline_app::format::Unit;
+    /// assert_eq!(Unit::Percent.format(42.4), "42 %");
+    /// assert_eq!(Unit::BytesPerSec.format(2_000.0), "2.0 kB/s");
+    /// ```
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Unit::Percent => percent(value),
+            Unit::Bytes => bytes(value),
+            Unit::BytesPerSec => bytes_per_sec(value),
+            Unit::PerSec => per_sec(value),
+            Unit::Count => count(value),
+        }
+    }
+}

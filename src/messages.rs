@@ -7,8 +7,8 @@
 
 use heartline::yew::SocketMessage;
 use heartline_protocol::{ChatMessage, MetricsSample, RoomSummary, ServerMessage};
-use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
 
 /// Declares a view of one `ServerMessage` variant: a struct with the given
 /// fields that decodes only from frames of that variant.
@@ -111,7 +111,9 @@ mod tests {
             serde_json::from_str(r#"{"socketType":"presence","room":"lobby","users":["ada"]}"#)
                 .expect("presence decodes");
         assert_eq!(presence.users, vec!["ada".to_owned()]);
-        let wrong = serde_json::from_str::<Presence>(r#"{"socketType":"typing","room":"lobby","from":"ada"}"#);
+        let wrong = serde_json::from_str::<Presence>(
+            r#"{"socketType":"typing","room":"lobby","from":"ada"}"#,
+        );
         assert!(wrong.is_err());
     }
 }

@@ -77,7 +77,7 @@ pub fn hello(name: &str, token_key: &str) -> ClientMessage {
 }
 
 /// Props of [`SessionKeeper`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct SessionKeeperProps {
     /// Where this server's token is kept.
     pub token_key: AttrValue,

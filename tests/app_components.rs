@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use heartline::core::{BackoffConfig, Config, HeartbeatConfig, Jitter};
+use heartline::core::{BackoffConfig, Config, Jitter};
 use heartline::yew::{SocketHandle, SocketProvider, use_socket};
 use heartline_app::components::chart::{Chart, Series, line_path};
 use heartline_app::components::name_prompt::NamePrompt;
@@ -27,8 +27,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlTextAreaElement};
 use yew::prelude::*;
-use yew_router::history::{AnyHistory, MemoryHistory};
 use yew_router::Router;
+use yew_router::history::{AnyHistory, MemoryHistory};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -54,8 +54,13 @@ fn fast_config() -> Config {
 #[derive(Clone, PartialEq)]
 enum View {
     Nothing,
-    RoomList { rooms: Rc<Vec<RoomSummary>>, current: AttrValue },
-    Room { room: AttrValue },
+    RoomList {
+        rooms: Rc<Vec<RoomSummary>>,
+        current: AttrValue,
+    },
+    Room {
+        room: AttrValue,
+    },
     Dashboard,
     Connection,
 }
@@ -90,7 +95,9 @@ fn app_harness(props: &AppHarnessProps) -> Html {
         Callback::from(move |()| Some(json!({"socketType": "hello", "name": name.as_str()})));
     let view = match &props.view {
         View::Nothing => html! {},
-        View::RoomList { rooms, current } => html! { <RoomList rooms={rooms.clone()} current={current.clone()} /> },
+        View::RoomList { rooms, current } => {
+            html! { <RoomList rooms={rooms.clone()} current={current.clone()} /> }
+        }
         View::Room { room } => html! { <RoomView room={room.clone()} me={props.name.clone()} /> },
         View::Dashboard => html! { <DashboardPage /> },
         View::Connection => html! { <ConnectionPage /> },
@@ -152,11 +159,18 @@ impl App {
     }
 
     fn socket(&self) -> SocketHandle {
-        self.socket.0.borrow().clone().expect("the harness rendered")
+        self.socket
+            .0
+            .borrow()
+            .clone()
+            .expect("the harness rendered")
     }
 
     async fn wait_open(&self) {
-        wait_until("the socket to open", SHORT, || self.socket().status().is_open()).await;
+        wait_until("the socket to open", SHORT, || {
+            self.socket().status().is_open()
+        })
+        .await;
     }
 
     fn text(&self, selector: &str) -> String {
@@ -164,7 +178,10 @@ impl App {
     }
 
     fn count(&self, selector: &str) -> u32 {
-        self.root.query_selector_all(selector).map(|l| l.length()).unwrap_or(0)
+        self.root
+            .query_selector_all(selector)
+            .map(|l| l.length())
+            .unwrap_or(0)
     }
 }
 
@@ -267,9 +284,15 @@ async fn the_room_list_shows_rooms_who_is_in_and_unread_counts() {
             current: current.clone().into(),
         },
     );
-    wait_until("the list to render", SHORT, || app.count(".rooms__item") == 3).await;
+    wait_until("the list to render", SHORT, || {
+        app.count(".rooms__item") == 3
+    })
+    .await;
     let item = |room: &str| format!(".rooms__item[data-room=\"{room}\"]");
-    assert_eq!(app.text(&format!("{} .rooms__online", item(&seen))), "2 online");
+    assert_eq!(
+        app.text(&format!("{} .rooms__online", item(&seen))),
+        "2 online"
+    );
     assert_eq!(app.text(&format!("{} .rooms__unread", item(&seen))), "7");
     // Never opened here: no count. The open room: nothing unread.
     assert_eq!(app.count(&format!("{} .rooms__unread", item(&fresh))), 0);
@@ -284,7 +307,8 @@ async fn the_room_list_shows_rooms_who_is_in_and_unread_counts() {
     form.dispatch_event(&web_sys::Event::new("submit").expect("submit"))
         .expect("submit");
     wait_until("the room name error", SHORT, || {
-        app.text("#new-room-error").contains("at most 32 characters")
+        app.text("#new-room-error")
+            .contains("at most 32 characters")
     })
     .await;
     heartline_app::storage::remove("heartline.last_read");
@@ -305,7 +329,10 @@ async fn name_validation_follows_the_servers_rules() {
     .render();
     let input = query(&root, "#display-name");
     let form = query(&root, "form");
-    let submit = || form.dispatch_event(&web_sys::Event::new("submit").expect("submit")).expect("submit");
+    let submit = || {
+        form.dispatch_event(&web_sys::Event::new("submit").expect("submit"))
+            .expect("submit")
+    };
 
     input_text(&input, "   ");
     submit();
@@ -318,10 +345,16 @@ async fn name_validation_follows_the_servers_rules() {
         text_of(&root, "#display-name-error").is_some_and(|t| t.contains("at most 32"))
     })
     .await;
-    assert_eq!(attr_of(&root, "#display-name", "aria-invalid").as_deref(), Some("true"));
+    assert_eq!(
+        attr_of(&root, "#display-name", "aria-invalid").as_deref(),
+        Some("true")
+    );
     submit();
     next_tick().await;
-    assert!(chosen.borrow().is_empty(), "an invalid name is never accepted");
+    assert!(
+        chosen.borrow().is_empty(),
+        "an invalid name is never accepted"
+    );
 
     input_text(&input, "  Ada Lovelace ");
     wait_until("the error to clear", SHORT, || {
@@ -329,8 +362,15 @@ async fn name_validation_follows_the_servers_rules() {
     })
     .await;
     submit();
-    wait_until("the name to be accepted", SHORT, || !chosen.borrow().is_empty()).await;
-    assert_eq!(chosen.borrow().as_slice(), ["Ada Lovelace"], "trimmed, once");
+    wait_until("the name to be accepted", SHORT, || {
+        !chosen.borrow().is_empty()
+    })
+    .await;
+    assert_eq!(
+        chosen.borrow().as_slice(),
+        ["Ada Lovelace"],
+        "trimmed, once"
+    );
     handle.destroy();
     root.remove();
 }
@@ -339,7 +379,13 @@ async fn name_validation_follows_the_servers_rules() {
 async fn the_composer_queues_while_cut_and_states_go_queued_sent_acked() {
     proxy("restore").await;
     let room = unique("room-");
-    let app = App::mount(proxy_ws_url(), fast_config(), View::Room { room: room.clone().into() });
+    let app = App::mount(
+        proxy_ws_url(),
+        fast_config(),
+        View::Room {
+            room: room.clone().into(),
+        },
+    );
     app.wait_open().await;
     wait_until("the room to be live", SHORT, || {
         app.text(".messages").contains("No messages yet")
@@ -405,12 +451,18 @@ async fn the_composer_queues_while_cut_and_states_go_queued_sent_acked() {
                 .unwrap_or_default()
         })
         .collect();
-    assert_eq!(texts, ["first while cut", "second while cut", "during a stall"]);
+    assert_eq!(
+        texts,
+        ["first while cut", "second while cut", "during a stall"]
+    );
     assert_eq!(app.count(".message"), 3);
 
     // Over the length limit: counted, and the button refuses.
     input_text(&composer, &"y".repeat(2_001));
-    wait_until("the counter", SHORT, || app.text(".composer__count").contains("2001 / 2000")).await;
+    wait_until("the counter", SHORT, || {
+        app.text(".composer__count").contains("2001 / 2000")
+    })
+    .await;
     assert!(attr_of(&app.root, ".composer__send", "disabled").is_some());
     proxy("restore").await;
 }
@@ -423,10 +475,19 @@ async fn a_message_that_expires_while_cut_fails_with_the_reason_and_retry_sends_
         default_ttl: Some(300),
         ..fast_config()
     };
-    let app = App::mount(proxy_ws_url(), config, View::Room { room: room.clone().into() });
+    let app = App::mount(
+        proxy_ws_url(),
+        config,
+        View::Room {
+            room: room.clone().into(),
+        },
+    );
     app.wait_open().await;
     proxy("cut").await;
-    wait_until("the link to drop", SHORT, || !app.socket().status().is_open()).await;
+    wait_until("the link to drop", SHORT, || {
+        !app.socket().status().is_open()
+    })
+    .await;
     let composer = query(&app.root, "#composer-text");
     input_text(&composer, "will expire");
     press_enter(&composer, false);
@@ -434,7 +495,10 @@ async fn a_message_that_expires_while_cut_fails_with_the_reason_and_retry_sends_
         app.count(".message--pending[data-state=\"failed\"]") == 1
     })
     .await;
-    assert!(app.text(".message--failed .message__state").contains("expired"));
+    assert!(
+        app.text(".message--failed .message__state")
+            .contains("expired")
+    );
     proxy("restore").await;
     app.wait_open().await;
     // Retry sends it again (the TTL only bites while the link is down).
@@ -458,7 +522,10 @@ async fn the_dashboard_subscribes_on_mount_and_unsubscribes_on_unmount() {
     assert!(app.text(".chart").contains("CPU"));
     app.show(View::Nothing);
     wait_metrics_subscribers(0).await;
-    assert!(app.socket().status().is_open(), "leaving the page keeps the socket");
+    assert!(
+        app.socket().status().is_open(),
+        "leaving the page keeps the socket"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -476,19 +543,25 @@ async fn a_chart_given_known_samples_draws_a_known_path() {
             series,
             capacity: 3usize,
             y_max: Some(100.0),
-            format: heartline_app::format::percent as fn(f64) -> String,
+            unit: heartline_app::format::Unit::Percent,
         }),
     )
     .render();
     next_tick().await;
     // The plot area is 260 × 76 user units (300 × 100 less the axes).
-    assert_eq!(line_path(&[0.0, 50.0, 100.0], 3, 260.0, 76.0, 100.0), "M0.0,76.0L130.0,38.0L260.0,0.0");
+    assert_eq!(
+        line_path(&[0.0, 50.0, 100.0], 3, 260.0, 76.0, 100.0),
+        "M0.0,76.0L130.0,38.0L260.0,0.0"
+    );
     assert_eq!(
         attr_of(&root, "path[data-series=\"total\"]", "d").as_deref(),
         Some("M0.0,76.0L130.0,38.0L260.0,0.0")
     );
     assert_eq!(text_of(&root, ".chart__value").as_deref(), Some("100 %"));
-    assert_eq!(text_of(&root, ".chart__labels text").as_deref(), Some("100 %"));
+    assert_eq!(
+        text_of(&root, ".chart__labels text").as_deref(),
+        Some("100 %")
+    );
     handle.destroy();
     root.remove();
 }
@@ -500,12 +573,17 @@ async fn the_connection_timeline_lists_a_forced_cut_and_the_reconnect() {
     app.wait_open().await;
     let before = app.count(".timeline__entry");
     proxy("cut").await;
-    wait_until("the link to drop", SHORT, || !app.socket().status().is_open()).await;
+    wait_until("the link to drop", SHORT, || {
+        !app.socket().status().is_open()
+    })
+    .await;
     proxy("restore").await;
     app.wait_open().await;
-    wait_until("the timeline to list the cut and the reconnect", SHORT, || {
-        app.count(".timeline__entry") > before + 1
-    })
+    wait_until(
+        "the timeline to list the cut and the reconnect",
+        SHORT,
+        || app.count(".timeline__entry") > before + 1,
+    )
     .await;
     let timeline = app.text(".timeline__list").to_lowercase();
     // Newest first: the reconnect above the loss.

@@ -6,7 +6,7 @@ use yew_router::prelude::*;
 use crate::route::Route;
 
 /// Props of [`AppHeader`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct AppHeaderProps {
     /// Our display name.
     pub name: AttrValue,
@@ -34,7 +34,10 @@ pub fn app_header(props: &AppHeaderProps) -> Html {
         .filter(|_| status.is_open())
         .map(|ms| format!("{ms} ms"))
         .unwrap_or_else(|| "– ms".into());
-    let on_chat = matches!(route, Some(Route::Chat { .. } | Route::Home | Route::ChatHome));
+    let on_chat = matches!(
+        route,
+        Some(Route::Chat { .. } | Route::Home | Route::ChatHome)
+    );
     let link = |to: Route, label: &'static str, current: bool| {
         html! {
             <Link<Route> {to} classes={classes!("nav__link", current.then_some("nav__link--current"))}>

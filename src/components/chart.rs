@@ -1,5 +1,7 @@
 use yew::prelude::*;
 
+use crate::format::Unit;
+
 /// The plot area in SVG user units (the SVG scales to its box).
 const WIDTH: f64 = 300.0;
 const HEIGHT: f64 = 100.0;
@@ -20,7 +22,7 @@ pub struct Series {
 }
 
 /// Props of [`Chart`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct ChartProps {
     /// The chart's title (its accessible name too).
     pub title: AttrValue,
@@ -31,8 +33,8 @@ pub struct ChartProps {
     /// The top of the y axis; `None` scales to the data.
     #[prop_or_default]
     pub y_max: Option<f64>,
-    /// Formats a value with its unit ("42 %", "1.2 MB/s").
-    pub format: fn(f64) -> String,
+    /// The values' unit ("42 %", "1.2 MB/s").
+    pub unit: Unit,
     /// Seconds between samples, for the x axis label.
     #[prop_or(1.0)]
     pub seconds_per_sample: f64,
@@ -79,7 +81,11 @@ pub fn line_path(values: &[f64], capacity: usize, width: f64, height: f64, y_max
     let mut path = String::with_capacity(n * 14);
     for (i, value) in values.iter().enumerate() {
         let x = width - (n - 1 - i) as f64 * step;
-        let v = if value.is_finite() { value.clamp(0.0, y_max) } else { 0.0 };
+        let v = if value.is_finite() {
+            value.clamp(0.0, y_max)
+        } else {
+            0.0
+        };
         let y = height - v / y_max * height;
         path.push(if i == 0 { 'M' } else { 'L' });
         path.push_str(&format!("{x:.1},{y:.1}"));
@@ -114,8 +120,8 @@ pub fn chart(props: &ChartProps) -> Html {
                     <line class="chart__grid" x1={LEFT.to_string()} y1={(TOP + plot_h / 2.0).to_string()} x2={WIDTH.to_string()} y2={(TOP + plot_h / 2.0).to_string()} />
                 </g>
                 <g class="chart__labels">
-                    <text x={(LEFT - 4.0).to_string()} y={(TOP + 4.0).to_string()} text-anchor="end">{ (props.format)(y_max) }</text>
-                    <text x={(LEFT - 4.0).to_string()} y={(TOP + plot_h).to_string()} text-anchor="end">{ (props.format)(0.0) }</text>
+                    <text x={(LEFT - 4.0).to_string()} y={(TOP + 4.0).to_string()} text-anchor="end">{ props.unit.format(y_max) }</text>
+                    <text x={(LEFT - 4.0).to_string()} y={(TOP + plot_h).to_string()} text-anchor="end">{ props.unit.format(0.0) }</text>
                     <text x={LEFT.to_string()} y={(HEIGHT - 2.0).to_string()}>{ format!("−{window_secs} s") }</text>
                     <text x={WIDTH.to_string()} y={(HEIGHT - 2.0).to_string()} text-anchor="end">{ "now" }</text>
                 </g>
@@ -134,7 +140,7 @@ pub fn chart(props: &ChartProps) -> Html {
                         <span class="chart__swatch" aria-hidden="true"></span>
                         { &s.label }
                         <strong class="chart__value">
-                            { s.values.last().map(|v| (props.format)(*v)).unwrap_or_else(|| "–".into()) }
+                            { s.values.last().map(|v| props.unit.format(*v)).unwrap_or_else(|| "–".into()) }
                         </strong>
                     </li>
                 }) }

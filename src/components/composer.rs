@@ -8,7 +8,7 @@ use crate::hooks::use_room::RoomHandle;
 const COUNT_FROM: usize = MAX_TEXT_CHARS - 200;
 
 /// Props of [`Composer`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct ComposerProps {
     /// The room messages go to.
     pub room: RoomHandle,

@@ -22,7 +22,7 @@ pub fn connection_panel() -> Html {
         .last_rtt
         .map(|ms| format!("{ms} ms"))
         .unwrap_or_else(|| "–".to_owned());
-    let history: Vec<f64> = socket.rtt_history().into_iter().map(|ms| ms as f64).collect();
+    let history = socket.rtt_history();
     html! {
         <section class="panel" aria-labelledby="connection-heading">
             <h2 id="connection-heading">{ "Connection" }</h2>

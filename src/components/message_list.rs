@@ -14,7 +14,7 @@ const LOAD_OLDER_WITHIN_PX: i32 = 80;
 const STICK_WITHIN_PX: i32 = 120;
 
 /// Props of [`MessageList`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct MessageListProps {
     /// The room.
     pub room: RoomHandle,
@@ -67,7 +67,8 @@ pub fn message_list(props: &MessageListProps) -> Html {
             let Some(el) = scroller.cast::<HtmlElement>() else {
                 return;
             };
-            let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < STICK_WITHIN_PX;
+            let at_bottom =
+                el.scroll_height() - el.scroll_top() - el.client_height() < STICK_WITHIN_PX;
             *before.borrow_mut() = (el.scroll_height(), el.scroll_top(), at_bottom);
             if el.scroll_top() < LOAD_OLDER_WITHIN_PX {
                 room.load_older();
@@ -90,7 +91,8 @@ pub fn message_list(props: &MessageListProps) -> Html {
                 } else if el.scroll_height() > height {
                     el.set_scroll_top(top + el.scroll_height() - height);
                 }
-                let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < STICK_WITHIN_PX;
+                let at_bottom =
+                    el.scroll_height() - el.scroll_top() - el.client_height() < STICK_WITHIN_PX;
                 *before.borrow_mut() = (el.scroll_height(), el.scroll_top(), at_bottom);
             }
         });

@@ -3,7 +3,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 /// Props of [`NamePrompt`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct NamePromptProps {
     /// Called with the valid, trimmed name.
     pub on_done: Callback<String>,
@@ -19,7 +19,13 @@ pub struct NamePromptProps {
 /// (from `heartline-protocol`), as it is typed and on submit.
 #[function_component(NamePrompt)]
 pub fn name_prompt(props: &NamePromptProps) -> Html {
-    let draft = use_state(|| props.initial.as_ref().map(|n| n.to_string()).unwrap_or_default());
+    let draft = use_state(|| {
+        props
+            .initial
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    });
     let touched = use_state(|| false);
     let result = validate_name(&draft);
     let error = (*touched).then(|| result.clone().err()).flatten();

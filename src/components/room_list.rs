@@ -6,7 +6,7 @@ use crate::hooks::use_last_read::use_last_read;
 use crate::route::Route;
 
 /// Props of [`RoomList`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct RoomListProps {
     /// The directory, sorted by name.
     pub rooms: std::rc::Rc<Vec<RoomSummary>>,

@@ -11,7 +11,7 @@ use crate::hooks::use_typing::use_typing;
 use crate::messages::ServerError;
 
 /// Props of [`RoomView`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct RoomViewProps {
     /// The room to show (joined while this is mounted).
     pub room: AttrValue,
@@ -32,7 +32,10 @@ pub fn room_view(props: &RoomViewProps) -> Html {
         let refused = refused.clone();
         let live = room.state().live;
         use_subscription::<ServerError, _>(move |error| {
-            if !live && (error.code == error_code::LIMIT_REACHED || error.id.is_none() && error.code == error_code::RATE_LIMITED) {
+            if !live
+                && (error.code == error_code::LIMIT_REACHED
+                    || error.id.is_none() && error.code == error_code::RATE_LIMITED)
+            {
                 refused.set(Some(error.message));
             }
         });

@@ -3,7 +3,7 @@ use yew::prelude::*;
 use crate::components::chart::{line_path, nice_ceiling};
 
 /// Props of [`Sparkline`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct SparklineProps {
     /// Oldest first.
     pub values: Vec<f64>,

@@ -4,7 +4,7 @@ use yew::prelude::*;
 use crate::time;
 
 /// Props of [`Timeline`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct TimelineProps {
     /// Oldest first, as the socket layer keeps them.
     pub entries: Vec<TimelineEntry>,

@@ -1,7 +1,7 @@
 use yew::prelude::*;
 
 /// Props of [`TypingIndicator`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct TypingIndicatorProps {
     /// Who is typing, sorted.
     pub names: Vec<AttrValue>,
@@ -21,7 +21,12 @@ pub fn sentence<S: AsRef<str>>(names: &[S]) -> String {
         [] => String::new(),
         [one] => format!("{} is typing…", one.as_ref()),
         [a, b] => format!("{} and {} are typing…", a.as_ref(), b.as_ref()),
-        [a, b, c] => format!("{}, {} and {} are typing…", a.as_ref(), b.as_ref(), c.as_ref()),
+        [a, b, c] => format!(
+            "{}, {} and {} are typing…",
+            a.as_ref(),
+            b.as_ref(),
+            c.as_ref()
+        ),
         more => format!("{} people are typing…", more.len()),
     }
 }

@@ -38,3 +38,11 @@ pub fn use_display_name() -> DisplayNameHandle {
         stored: use_local_storage::<String>(NAME_KEY.to_owned()),
     }
 }
+
+impl std::fmt::Debug for DisplayNameHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DisplayNameHandle")
+            .field("stored", &*self.stored)
+            .finish()
+    }
+}

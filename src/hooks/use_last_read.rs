@@ -44,7 +44,9 @@ pub struct LastReadHandle {
 impl LastReadHandle {
     /// The mark of `room`, if it was ever opened here.
     pub fn get(&self, room: &str) -> Option<ReadMark> {
-        (*self.stored).as_ref().and_then(|marks| marks.get(room).copied())
+        (*self.stored)
+            .as_ref()
+            .and_then(|marks| marks.get(room).copied())
     }
 
     /// Moves the mark of `room` forward to `seq` of `epoch` (never back
@@ -65,5 +67,13 @@ impl LastReadHandle {
 pub fn use_last_read() -> LastReadHandle {
     LastReadHandle {
         stored: use_local_storage::<BTreeMap<String, ReadMark>>(LAST_READ_KEY.to_owned()),
+    }
+}
+
+impl std::fmt::Debug for LastReadHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LastReadHandle")
+            .field("stored", &*self.stored)
+            .finish()
     }
 }

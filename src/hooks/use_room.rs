@@ -155,7 +155,7 @@ impl std::fmt::Display for ComposeError {
 
 /// A chat room, for as long as the component that holds it is mounted.
 /// Equal while nothing it shows changed, so it can be passed as a prop.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Debug)]
 pub struct RoomHandle {
     room: AttrValue,
     state: UseReducerHandle<RoomState>,

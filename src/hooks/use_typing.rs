@@ -44,7 +44,10 @@ impl Reducible for Typists {
             TypingAction::Typed { name, now } => {
                 let mut next = (*self).clone();
                 let until = now + SHOWN_FOR_MS;
-                match next.entries.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+                match next
+                    .entries
+                    .binary_search_by(|(n, _)| n.as_str().cmp(&name))
+                {
                     Ok(at) => next.entries[at].1 = until,
                     Err(at) => next.entries.insert(at, (name, until)),
                 }
@@ -63,7 +66,7 @@ impl Reducible for Typists {
 }
 
 /// The typing indicator of one room.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TypingHandle {
     typists: UseReducerHandle<Typists>,
     notify: Callback<()>,
@@ -136,8 +139,14 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn typists_show_for_a_moment_after_their_last_keystroke() {
         let mut t = Rc::new(Typists::default());
-        t = t.reduce(TypingAction::Typed { name: "bo".into(), now: 0.0 });
-        t = t.reduce(TypingAction::Typed { name: "ada".into(), now: 1_000.0 });
+        t = t.reduce(TypingAction::Typed {
+            name: "bo".into(),
+            now: 0.0,
+        });
+        t = t.reduce(TypingAction::Typed {
+            name: "ada".into(),
+            now: 1_000.0,
+        });
         assert_eq!(t.names(), vec!["ada", "bo"]);
         t = t.reduce(TypingAction::Expire { now: 3_500.0 });
         assert_eq!(t.names(), vec!["ada"]);

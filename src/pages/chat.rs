@@ -5,7 +5,7 @@ use crate::components::room_view::RoomView;
 use crate::hooks::use_room_directory::use_room_directory;
 
 /// Props of [`ChatPage`].
-#[derive(Properties, PartialEq)]
+#[derive(Properties, PartialEq, Debug)]
 pub struct ChatPageProps {
     /// The room in the URL.
     pub room: AttrValue,

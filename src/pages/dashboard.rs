@@ -5,7 +5,7 @@ use heartline_protocol::{ClientMessage, MetricsSample};
 use yew::prelude::*;
 
 use crate::components::chart::{Chart, Series};
-use crate::format;
+use crate::format::Unit;
 use crate::messages::Sample;
 
 /// Samples each chart spans (one a second from the demo server).
@@ -52,9 +52,8 @@ pub fn dashboard_page() -> Html {
     );
     // Every sample is folded in as it arrives; the page renders at most once
     // per animation frame whatever the rate.
-    let window = use_message_fold::<Sample, MetricsWindow>(MetricsWindow::default, |w, Sample(s)| {
-        w.push(s)
-    });
+    let window =
+        use_message_fold::<Sample, MetricsWindow>(MetricsWindow::default, |w, Sample(s)| w.push(s));
     let window = window.borrow();
     let Some(last) = window.last() else {
         return html! {
@@ -79,23 +78,23 @@ pub fn dashboard_page() -> Html {
                     last.load[0], last.load[1], last.load[2], last.uptime_secs, last.rooms) }</p>
             </header>
             <div class="dashboard__grid">
-                <Chart title="CPU" capacity={WINDOW} y_max={Some(100.0)} format={format::percent as fn(f64) -> String}
+                <Chart title="CPU" capacity={WINDOW} y_max={Some(100.0)} unit={Unit::Percent}
                     series={vec![Series { label: "total".into(), values: window.series(|s| s.cpu_total as f64), tone: "a" }]} />
-                <Chart title="CPU per core" capacity={WINDOW} y_max={Some(100.0)} format={format::percent as fn(f64) -> String}
+                <Chart title="CPU per core" capacity={WINDOW} y_max={Some(100.0)} unit={Unit::Percent}
                     series={per_core} />
-                <Chart title="Memory" capacity={WINDOW} y_max={(mem_total > 0.0).then_some(mem_total)} format={format::bytes as fn(f64) -> String}
+                <Chart title="Memory" capacity={WINDOW} y_max={(mem_total > 0.0).then_some(mem_total)} unit={Unit::Bytes}
                     series={vec![Series { label: "used".into(), values: window.series(|s| s.mem_used as f64), tone: "b" }]} />
-                <Chart title="Network" capacity={WINDOW} format={format::bytes_per_sec as fn(f64) -> String}
+                <Chart title="Network" capacity={WINDOW} unit={Unit::BytesPerSec}
                     series={vec![
                         Series { label: "in".into(), values: window.series(|s| s.net_rx_per_sec as f64), tone: "a" },
                         Series { label: "out".into(), values: window.series(|s| s.net_tx_per_sec as f64), tone: "c" },
                     ]} />
-                <Chart title="Server frames" capacity={WINDOW} format={format::per_sec as fn(f64) -> String}
+                <Chart title="Server frames" capacity={WINDOW} unit={Unit::PerSec}
                     series={vec![
                         Series { label: "in".into(), values: window.series(|s| s.messages_in_per_sec), tone: "a" },
                         Series { label: "out".into(), values: window.series(|s| s.messages_out_per_sec), tone: "c" },
                     ]} />
-                <Chart title="Connections" capacity={WINDOW} format={format::count as fn(f64) -> String}
+                <Chart title="Connections" capacity={WINDOW} unit={Unit::Count}
                     series={vec![Series { label: "open".into(), values: window.series(|s| s.connections as f64), tone: "d" }]} />
             </div>
         </div>

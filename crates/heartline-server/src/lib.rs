@@ -59,18 +59,24 @@ pub fn app(state: AppState) -> Router {
 /// browser test on another origin can poll it.
 async fn healthz(
     State(state): State<AppState>,
-) -> ([(axum::http::HeaderName, &'static str); 1], Json<serde_json::Value>) {
+) -> (
+    [(axum::http::HeaderName, &'static str); 1],
+    Json<serde_json::Value>,
+) {
     let cors = [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
-    (cors, Json(json!({
-        "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
-        "connections": state.open_connections(),
-        "http_connections": state.pending().open(),
-        "rooms": state.hub().room_count(),
-        "metrics_sampling": state.metrics().is_sampling(),
-        "metrics_subscribers": state.metrics().subscriber_count(),
-        "metrics_samples": state.metrics().samples_taken(),
-        "uptime_secs": state.uptime().as_secs(),
-    })))
+    (
+        cors,
+        Json(json!({
+            "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
+            "connections": state.open_connections(),
+            "http_connections": state.pending().open(),
+            "rooms": state.hub().room_count(),
+            "metrics_sampling": state.metrics().is_sampling(),
+            "metrics_subscribers": state.metrics().subscriber_count(),
+            "metrics_samples": state.metrics().samples_taken(),
+            "uptime_secs": state.uptime().as_secs(),
+        })),
+    )
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then shuts down

@@ -402,6 +402,10 @@ impl Driver {
         removed
     }
 
+    pub(crate) fn forget_stream(&self, stream: &str) {
+        self.core.borrow_mut().forget_stream(stream);
+    }
+
     pub(crate) fn export_outbox(&self) -> String {
         self.core.borrow().export_outbox()
     }

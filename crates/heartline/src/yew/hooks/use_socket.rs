@@ -276,6 +276,19 @@ impl SocketHandle {
         self.driver().remove_standing(key)
     }
 
+    /// Forgets where `stream` resumes: the next subscription to it starts
+    /// from what the server sends first (its recent history), not after
+    /// the last message seen. For a view that is gone and will load afresh.
+    ///
+    /// ```no_run
+    /// # let socket: heartline::yew::SocketHandle = unimplemented!();
+    /// socket.remove_standing("room:lobby");
+    /// socket.forget_stream("lobby");
+    /// ```
+    pub fn forget_stream(&self, stream: &str) {
+        self.driver().forget_stream(stream);
+    }
+
     /// The unacked messages as JSON, to keep across a reload (localStorage).
     ///
     /// ```no_run

@@ -13,7 +13,9 @@ use crate::yew::hooks::use_socket;
 /// sends only what was missed). On unmount, or when `key`, `subscribe`,
 /// `leave` or `stream` change, it is removed and `leave` (if any) is sent
 /// as a volatile message, only while the link is open: a closed link means
-/// the server already forgot the membership.
+/// the server already forgot the membership. The stream's position is
+/// forgotten too, so a component mounted later starts from what the server
+/// sends first (its recent history) instead of skipping it as seen.
 ///
 /// A `subscribe` frame the core refuses (not an object with a
 /// `socketType`, too large) is reported to the provider's `on_error` as
@@ -76,11 +78,17 @@ where
             .as_ref()
             .and_then(|leave| serde_json::to_value(leave).ok());
         let key = key.clone();
+        let stream = stream.clone();
         move || {
             if added.is_err() {
                 return;
             }
             socket.remove_standing(&key);
+            // The component that followed the stream is gone; a later one
+            // starts from the server's recent history, not from here.
+            if let Some(stream) = &stream {
+                socket.forget_stream(stream);
+            }
             if let Some(leave) = leave
                 && socket.live_status().is_open()
             {
