@@ -167,8 +167,10 @@ impl App {
     }
 
     async fn wait_open(&self) {
+        let slot = self.socket.clone();
         wait_until("the socket to open", SHORT, || {
-            self.socket().status().is_open()
+            let socket = slot.0.borrow().clone();
+            socket.is_some_and(|s| s.status().is_open())
         })
         .await;
     }
@@ -220,6 +222,15 @@ fn query(root: &Element, selector: &str) -> Element {
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("no {selector} rendered"))
+}
+
+/// Waits for Yew's first render (it is scheduled, not synchronous).
+async fn rendered(root: &Element, selector: &str) -> Element {
+    wait_until(&format!("{selector} to render"), SHORT, || {
+        root.query_selector(selector).ok().flatten().is_some()
+    })
+    .await;
+    query(root, selector)
 }
 
 /// The demo server's `/healthz`, as JSON.
@@ -327,7 +338,7 @@ async fn name_validation_follows_the_servers_rules() {
         yew::props!(heartline_app::components::name_prompt::NamePromptProps { on_done }),
     )
     .render();
-    let input = query(&root, "#display-name");
+    let input = rendered(&root, "#display-name").await;
     let form = query(&root, "form");
     let submit = || {
         form.dispatch_event(&web_sys::Event::new("submit").expect("submit"))
@@ -547,7 +558,7 @@ async fn a_chart_given_known_samples_draws_a_known_path() {
         }),
     )
     .render();
-    next_tick().await;
+    rendered(&root, "path[data-series=\"total\"]").await;
     // The plot area is 260 × 76 user units (300 × 100 less the axes).
     assert_eq!(
         line_path(&[0.0, 50.0, 100.0], 3, 260.0, 76.0, 100.0),
@@ -558,10 +569,12 @@ async fn a_chart_given_known_samples_draws_a_known_path() {
         Some("M0.0,76.0L130.0,38.0L260.0,0.0")
     );
     assert_eq!(text_of(&root, ".chart__value").as_deref(), Some("100 %"));
-    assert_eq!(
-        text_of(&root, ".chart__labels text").as_deref(),
-        Some("100 %")
-    );
+    let y_top = root
+        .query_selector(".chart__labels text")
+        .ok()
+        .flatten()
+        .and_then(|t| t.text_content());
+    assert_eq!(y_top.as_deref(), Some("100 %"), "the y axis tops at y_max");
     handle.destroy();
     root.remove();
 }
@@ -586,9 +599,15 @@ async fn the_connection_timeline_lists_a_forced_cut_and_the_reconnect() {
     )
     .await;
     let timeline = app.text(".timeline__list").to_lowercase();
-    // Newest first: the reconnect above the loss.
-    let reconnected = timeline.find("open").expect("an open entry");
-    let lost = timeline.find("reconnecting").expect("a reconnecting entry");
-    assert!(reconnected < lost, "newest first: {timeline}");
+    // Newest first: the reconnect above the loss, the loss above the first
+    // connect.
+    let at = |what: &str| {
+        timeline
+            .find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in the timeline: {timeline}"))
+    };
+    assert!(at("reconnected") < at("connection lost"), "{timeline}");
+    let first_connect = timeline.rfind("connected").unwrap_or(0);
+    assert!(at("connection lost") < first_connect, "{timeline}");
     assert!(app.text(".panel__facts").contains("Reconnects"));
 }
