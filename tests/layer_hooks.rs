@@ -365,6 +365,7 @@ async fn a_burst_of_messages_is_folded_whole_with_few_renders() {
     // A writer fills the room.
     let writer = Mounted::new(server_ws_url(), fast_config(), false);
     writer.wait_for_status("open", SHORT).await;
+    writer.join_and_read_history(&room).await;
     let ids: Vec<MessageId> = (0..N)
         .map(|i| {
             writer
