@@ -64,6 +64,9 @@ struct AppProps {
     /// Mount the coalescing chat readers.
     #[prop_or_default]
     readers: bool,
+    /// Connect through the fault proxy instead of straight to the server.
+    #[prop_or_default]
+    via_proxy: bool,
     socket: Slot<Option<SocketHandle>>,
     samples: Slot<u64>,
     folded: Slot<u64>,
@@ -78,8 +81,9 @@ fn app(props: &AppProps) -> Html {
     let greeting =
         Callback::from(move |()| Some(json!({"socketType": "hello", "name": name.as_str()})));
     html! {
-        <SocketProvider url={server_ws_url()} config={fast_config()} {greeting}>
+        <SocketProvider url={if props.via_proxy { proxy_ws_url() } else { server_ws_url() }} config={fast_config()} {greeting}>
             <Grab socket={props.socket.clone()} samples={props.samples.clone()} />
+            <TimelineView />
             if props.member {
                 <RoomMember room={props.room.clone()} />
             }
@@ -114,6 +118,18 @@ fn grab(props: &GrabProps) -> Html {
     let samples = props.samples.clone();
     use_socket_handler("metrics.sample", move |_| *samples.0.borrow_mut() += 1);
     html! {}
+}
+
+/// The connection timeline as a list: it must re-render when an entry is
+/// added.
+#[function_component(TimelineView)]
+fn timeline_view() -> Html {
+    let socket = use_socket();
+    html! {
+        <ol class="timeline">{ for socket.timeline().iter().map(|entry| html! {
+            <li>{ entry.event.to_string() }</li>
+        }) }</ol>
+    }
 }
 
 #[derive(Properties, PartialEq)]
@@ -241,6 +257,7 @@ impl AppProps {
             member: false,
             metrics: false,
             readers: false,
+            via_proxy: false,
             socket: Slot::default(),
             samples: Slot::default(),
             folded: Slot::default(),
@@ -258,6 +275,7 @@ impl AppProps {
             member: self.member,
             metrics: self.metrics,
             readers: self.readers,
+            via_proxy: self.via_proxy,
             socket: self.socket.clone(),
             samples: self.samples.clone(),
             folded: self.folded.clone(),
@@ -365,6 +383,7 @@ async fn a_burst_of_messages_is_folded_whole_with_few_renders() {
     // A writer fills the room.
     let writer = Mounted::new(server_ws_url(), fast_config(), false);
     writer.wait_for_status("open", SHORT).await;
+    writer.join_and_read_history(&room).await;
     let ids: Vec<MessageId> = (0..N)
         .map(|i| {
             writer
@@ -406,4 +425,63 @@ async fn a_burst_of_messages_is_folded_whole_with_few_renders() {
     );
     let shown = text_of(&app.root, ".folded").unwrap_or_default();
     assert_eq!(shown, N.to_string());
+}
+
+fn timeline_lines(root: &web_sys::Element) -> Vec<String> {
+    let Ok(items) = root.query_selector_all(".timeline li") else {
+        return Vec::new();
+    };
+    (0..items.length())
+        .filter_map(|i| items.item(i))
+        .filter_map(|node| node.text_content())
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn the_timeline_shows_a_cut_and_the_reconnect_as_they_happen() {
+    proxy("restore").await;
+    let app = Mounted2::new(AppProps {
+        via_proxy: true,
+        ..AppProps::new(&unique("timeline-"), &unique("r"))
+    });
+    app.wait_open().await;
+    let root = app.root.clone();
+    wait_until("\"connected\" on screen", SHORT, || {
+        timeline_lines(&root).iter().any(|l| l == "connected")
+    })
+    .await;
+
+    proxy("cut").await;
+    wait_until("the loss and the retry on screen", SHORT, || {
+        let lines = timeline_lines(&root);
+        lines.iter().any(|l| l.starts_with("connection lost"))
+            && lines.iter().any(|l| l.starts_with("reconnecting in"))
+    })
+    .await;
+    proxy("restore").await;
+    wait_until("\"reconnected\" on screen", Duration::from_secs(20), || {
+        timeline_lines(&root).iter().any(|l| l == "reconnected")
+    })
+    .await;
+
+    let lines = timeline_lines(&root);
+    let position = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
+    let (connected, lost, retry, reconnected) = (
+        position("connected"),
+        position("connection lost"),
+        position("reconnecting in"),
+        position("reconnected"),
+    );
+    assert!(
+        connected < lost && lost < retry && retry < reconnected,
+        "out of order: {lines:?}"
+    );
+    // The handle's copy matches what is on screen.
+    let from_handle: Vec<String> = app
+        .socket()
+        .timeline()
+        .iter()
+        .map(|e| e.event.to_string())
+        .collect();
+    assert_eq!(from_handle, lines);
 }

@@ -44,6 +44,11 @@
 //!   - [`Action::StatusChanged`], [`Action::MessageState`],
 //!     [`Action::Report`]: update UI state and logs; read
 //!     [`Connection::stats`] whenever you render.
+//! - The core keeps a bounded [timeline](Connection::timeline) of notable
+//!   events ([`TimelineEntry`]) and the last 60 round-trip times
+//!   ([`Connection::rtt_history`]). Re-render a timeline view when
+//!   [`Connection::timeline_version`] changes (once per batch of events,
+//!   not per frame).
 //! - Methods that are not events ([`Connection::send`],
 //!   [`Connection::send_volatile_at`], [`Connection::cancel`],
 //!   [`Connection::add_standing`], [`Connection::restore_outbox`]) queue
