@@ -258,14 +258,15 @@ pub fn queued_in_outbox(outbox_json: &str, room: &str) -> Vec<Pending> {
     messages
         .iter()
         .filter_map(|entry| {
-            let frame = entry.get("frame")?.as_str()?;
-            match serde_json::from_str::<ClientMessage>(frame).ok()? {
-                ClientMessage::ChatSend { id, room: r, text } if r == room => Some(Pending {
-                    id: MessageId::from(id.as_str()),
-                    text,
-                }),
-                _ => None,
+            let frame: Value = serde_json::from_str(entry.get("frame")?.as_str()?).ok()?;
+            let field = |name: &str| frame.get(name).and_then(Value::as_str);
+            if field("socketType")? != "chat.send" || field("room")? != room {
+                return None;
             }
+            Some(Pending {
+                id: MessageId::from(field("id")?),
+                text: field("text")?.to_owned(),
+            })
         })
         .collect()
 }
