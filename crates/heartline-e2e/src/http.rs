@@ -46,9 +46,43 @@ async fn exchange(addr: SocketAddr, method: &str, path: &str) -> std::io::Result
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
+    // Some servers (chromedriver) keep the connection open despite
+    // `Connection: close`: stop at the end of the message, not only at EOF.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if is_complete(&raw) {
+            break;
+        }
+    }
     parse(&raw).ok_or_else(|| std::io::Error::other("malformed HTTP response"))
+}
+
+/// Whether `raw` holds a whole response: the head and `Content-Length` bytes
+/// of body, or a chunked body's last chunk. Without either, only EOF ends it.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let body = &raw[head_end + 4..];
+    for line in head.lines() {
+        if let Some(value) = line.strip_prefix("content-length:") {
+            return value
+                .trim()
+                .parse::<usize>()
+                .is_ok_and(|len| body.len() >= len);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    false
 }
 
 fn parse(raw: &[u8]) -> Option<HttpResponse> {
@@ -106,5 +140,12 @@ mod tests {
             })
         );
         assert_eq!(parse(b"garbage"), None);
+        assert!(is_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        ));
+        assert!(!is_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok"
+        ));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\nContent-Len"));
     }
 }
