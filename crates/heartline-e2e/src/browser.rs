@@ -201,13 +201,27 @@ impl Browser {
         Ok(())
     }
 
-    /// Emulates `prefers-color-scheme` (DevTools `Emulation.setEmulatedMedia`).
+    /// Emulates `prefers-color-scheme` (DevTools `Emulation.setEmulatedMedia`)
+    /// for this tab, across navigations; checks that the page's `matchMedia`
+    /// agrees.
     pub async fn set_color_scheme(&self, scheme: ColorScheme) -> Result<()> {
         self.cdp(
             "Emulation.setEmulatedMedia",
             json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme.name() }] }),
         )
         .await?;
+        let query = format!("(prefers-color-scheme: {})", scheme.name());
+        let matches = self
+            .execute(
+                "return window.matchMedia(arguments[0]).matches;",
+                vec![json!(query)],
+            )
+            .await?;
+        if matches != Value::Bool(true) {
+            return Err(Error::Other(format!(
+                "emulating {query} did not take: matchMedia answered {matches}"
+            )));
+        }
         Ok(())
     }
 

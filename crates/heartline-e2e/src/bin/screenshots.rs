@@ -235,9 +235,7 @@ async fn shots(run: &mut Run, stack: &Stack, name: &str) -> Result<(), String> {
     let stored = serde_json::to_string(name).map_err(|e| e.to_string())?;
     b.set_local_storage(NAME_KEY, &stored).await.map_err(text)?;
     b.reload().await.map_err(text)?;
-    b.wait_for(".hl-banner, #display-name, main", timeout)
-        .await
-        .map_err(text)?;
+    wait_rendered(b, timeout).await.map_err(text)?;
 
     // Chat: send a few messages from the page.
     b.goto(&stack.app_url("/chat/lobby")).await.map_err(text)?;
@@ -283,15 +281,21 @@ async fn shots(run: &mut Run, stack: &Stack, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits until the app has rendered something of its own.
+async fn wait_rendered(b: &Browser, timeout: Duration) -> heartline_e2e::Result<()> {
+    b.wait_until(
+        "the app to render (.hl-banner, #display-name, .rooms, .chart or main)",
+        "return document.querySelector('.hl-banner, #display-name, .rooms, .chart, main') !== null;",
+        timeout,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Answers the name prompt if the app shows one (it should not: the name is
 /// in localStorage already).
 async fn fill_name_prompt(b: &Browser, name: &str, timeout: Duration) -> heartline_e2e::Result<()> {
-    b.wait_until(
-            "the app to render",
-            "return document.querySelector('.hl-banner, #display-name, .rooms, .chart, main') !== null;",
-            timeout,
-        )
-        .await?;
+    wait_rendered(b, timeout).await?;
     let prompt = b
         .execute(
             "const e = document.querySelector('#display-name'); return e !== null && e.offsetParent !== null;",
