@@ -31,7 +31,7 @@ mod error;
 mod http;
 mod stack;
 
-pub use browser::{Browser, BrowserOptions, ColorScheme};
+pub use browser::{Browser, BrowserOptions, CHROMIUM_ARGS, ColorScheme};
 pub use error::{Error, Result};
 pub use http::{HttpResponse, http_request};
 pub use stack::{Db, ProxyMode, Stack, StackOptions};
