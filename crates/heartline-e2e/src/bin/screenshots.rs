@@ -101,7 +101,9 @@ impl Run {
             self.missing.push(message);
             Ok(())
         } else {
-            Err(message)
+            Err(format!(
+                "{message} (--allow-missing takes the screenshot anyway)"
+            ))
         }
     }
 
