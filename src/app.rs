@@ -7,7 +7,7 @@ use yew_router::prelude::*;
 
 use crate::components::app_header::AppHeader;
 use crate::components::name_prompt::NamePrompt;
-use crate::config::socket_url;
+use crate::config::{socket_config, socket_url};
 use crate::hooks::use_display_name::use_display_name;
 use crate::pages::chat::ChatPage;
 use crate::pages::connection::ConnectionPage;
@@ -75,6 +75,7 @@ fn connected(props: &ConnectedProps) -> Html {
     // Resolved once here so the storage keys name the server actually
     // dialled (the provider resolves the same way).
     let url = use_memo((), |_| resolve_against_page(&socket_url()));
+    let config = use_memo((), |_| socket_config());
     let token_key = AttrValue::from(session_token_key(&url));
     let greeting = {
         let name = props.name.clone();
@@ -99,6 +100,7 @@ fn connected(props: &ConnectedProps) -> Html {
     html! {
         <SocketProvider
             url={AttrValue::from((*url).clone())}
+            config={(*config).clone()}
             greeting={greeting}
             persist_key={AttrValue::from(outbox_key(&url))}
         >

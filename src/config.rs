@@ -47,3 +47,57 @@ pub fn meta_content(name: &str) -> Option<String> {
     let content = content.trim();
     (!content.is_empty()).then(|| content.to_owned())
 }
+
+/// The name of the `<meta>` tag that tunes the socket layer without
+/// rebuilding: `key=value` pairs separated by commas or spaces, e.g.
+/// `<meta name="heartline-config" content="heartbeat_ms=2000 timeout_ms=1000 max_retries=3">`.
+pub const SOCKET_CONFIG_META: &str = "heartline-config";
+
+/// The socket layer's configuration: its defaults, with the settings of the
+/// `<meta name="heartline-config">` tag applied (see [`apply_settings`]).
+pub fn socket_config() -> heartline::core::Config {
+    let mut config = heartline::core::Config::default();
+    if let Some(settings) = meta_content(SOCKET_CONFIG_META) {
+        apply_settings(&mut config, &settings);
+    }
+    config
+}
+
+/// Applies `key=value` settings to `config`; unknown keys and bad values
+/// are skipped (a typo must not break the app):
+///
+/// | key | sets |
+/// |---|---|
+/// | `heartbeat_ms` | ping after this long without a frame |
+/// | `timeout_ms` | declare the link dead this long after the ping |
+/// | `max_retries` | give up after this many failed attempts (`none`: never) |
+/// | `backoff_base_ms`, `backoff_cap_ms` | first retry delay and its cap |
+/// | `connect_timeout_ms` | give up on one attempt after this long |
+///
+/// ```
+/// use heartline_app::config::apply_settings;
+/// let mut config = heartline::core::Config::default();
+/// apply_settings(&mut config, "heartbeat_ms=2000, timeout_ms=1000 max_retries=3 bogus=1 backoff_cap_ms=x");
+/// assert_eq!(config.heartbeat.interval, 2000);
+/// assert_eq!(config.heartbeat.timeout, 1000);
+/// assert_eq!(config.max_retries, Some(3));
+/// assert_eq!(config.backoff.cap, heartline::core::Config::default().backoff.cap);
+/// ```
+pub fn apply_settings(config: &mut heartline::core::Config, settings: &str) {
+    for pair in settings.split([',', ' ', '\n']).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let number = value.trim().parse::<u64>().ok();
+        match (key.trim(), number) {
+            ("heartbeat_ms", Some(ms)) => config.heartbeat.interval = ms,
+            ("timeout_ms", Some(ms)) => config.heartbeat.timeout = ms,
+            ("max_retries", Some(n)) => config.max_retries = u32::try_from(n).ok(),
+            ("max_retries", None) if value.trim() == "none" => config.max_retries = None,
+            ("backoff_base_ms", Some(ms)) => config.backoff.base = ms,
+            ("backoff_cap_ms", Some(ms)) => config.backoff.cap = ms,
+            ("connect_timeout_ms", Some(ms)) => config.connect_timeout = ms,
+            _ => {}
+        }
+    }
+}
