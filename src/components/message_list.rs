@@ -137,7 +137,6 @@ pub fn message_list(props: &MessageListProps) -> Html {
                                 }
                             </p>
                         }) }
-                        }) }
                     </section>
                 }
             }) }
