@@ -203,9 +203,11 @@ fn duration(ms: Millis) -> String {
     if ms < 1_000 {
         format!("{ms} ms")
     } else if ms.is_multiple_of(1_000) || ms >= 10_000 {
-        format!("{} s", (ms as f64 / 1_000.0).round())
+        format!("{} s", (ms + 500) / 1_000)
     } else {
-        format!("{:.1} s", ms as f64 / 1_000.0)
+        // Integer arithmetic: no float formatting code in the wasm.
+        let tenths = (ms + 50) / 100;
+        format!("{}.{} s", tenths / 10, tenths % 10)
     }
 }
 
