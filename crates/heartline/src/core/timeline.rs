@@ -248,6 +248,16 @@ impl fmt::Display for TimelineEvent {
             TimelineEvent::Failed { reason } => write!(f, "gave up: {reason}"),
             TimelineEvent::Degraded { on: true } => f.write_str("link degraded"),
             TimelineEvent::Degraded { on: false } => f.write_str("link recovered"),
+            // Frames of a type nobody handles are kept for `last`, not
+            // dropped: say so rather than "refused".
+            TimelineEvent::FramesRefused {
+                kind: RefusedKind::UnknownType,
+                count,
+            } => write!(
+                f,
+                "{} no handler",
+                plural(*count, "frame of a type with", "frames of types with")
+            ),
             TimelineEvent::FramesRefused { kind, count } => {
                 write!(
                     f,
