@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use heartline::core::{BackoffConfig, Config, Jitter};
+use heartline::core::{BackoffConfig, Config, HeartbeatConfig, Jitter};
 use heartline::yew::{SocketHandle, SocketProvider, use_socket};
 use heartline_app::components::chart::{Chart, Series, line_path};
 use heartline_app::components::name_prompt::NamePrompt;
@@ -20,6 +20,7 @@ use heartline_app::components::room_list::RoomList;
 use heartline_app::components::room_view::RoomView;
 use heartline_app::pages::connection::ConnectionPage;
 use heartline_app::pages::dashboard::DashboardPage;
+use heartline_app::session::{SessionKeeper, hello, session_token_key};
 use heartline_protocol::RoomSummary;
 use serde_json::json;
 use support::*;
@@ -90,9 +91,14 @@ fn grab(props: &GrabProps) -> Html {
 #[function_component(AppHarness)]
 fn app_harness(props: &AppHarnessProps) -> Html {
     let history = use_memo((), |_| AnyHistory::from(MemoryHistory::new()));
-    let name = props.name.clone();
-    let greeting =
-        Callback::from(move |()| Some(json!({"socketType": "hello", "name": name.as_str()})));
+    // The app's own session: `hello` with the token of the last `welcome`,
+    // so a message re-sent after a reconnect is recognised as the same one.
+    let token_key = AttrValue::from(session_token_key(&props.url));
+    let greeting = {
+        let name = props.name.clone();
+        let token_key = token_key.clone();
+        Callback::from(move |()| serde_json::to_value(hello(&name, &token_key)).ok())
+    };
     let view = match &props.view {
         View::Nothing => html! {},
         View::RoomList { rooms, current } => {
@@ -105,6 +111,7 @@ fn app_harness(props: &AppHarnessProps) -> Html {
     html! {
         <Router history={(*history).clone()}>
             <SocketProvider url={props.url.clone()} config={props.config.clone()} {greeting}>
+                <SessionKeeper token_key={token_key} />
                 <Grab socket={props.socket.clone()} />
                 { view }
             </SocketProvider>
@@ -390,9 +397,20 @@ async fn name_validation_follows_the_servers_rules() {
 async fn the_composer_queues_while_cut_and_states_go_queued_sent_acked() {
     proxy("restore").await;
     let room = unique("room-");
+    // A short heartbeat: however the stalled link ends, it is declared dead
+    // within seconds, not the default 14.
+    let config = Config {
+        heartbeat: HeartbeatConfig {
+            interval: 1_000,
+            timeout: 1_500,
+            probe_timeout: 1_500,
+            ..HeartbeatConfig::default()
+        },
+        ..fast_config()
+    };
     let app = App::mount(
         proxy_ws_url(),
-        fast_config(),
+        config,
         View::Room {
             room: room.clone().into(),
         },
@@ -446,10 +464,24 @@ async fn the_composer_queues_while_cut_and_states_go_queued_sent_acked() {
     })
     .await;
     proxy("restore").await;
-    wait_until("the stalled one to be acked after recovery", LONG, || {
-        app.count(".message[data-state=\"acked\"]") == 3
-    })
-    .await;
+    let recovered = poll_until(LONG, || app.count(".message[data-state=\"acked\"]") == 3).await;
+    assert!(
+        recovered,
+        "the stalled one was not acked after recovery: status {:?}, stats {:?}, timeline {:?}, messages {}",
+        app.socket().status(),
+        app.socket().stats(),
+        app.socket()
+            .timeline()
+            .iter()
+            .map(|e| e.event.to_string())
+            .collect::<Vec<_>>(),
+        app.root
+            .query_selector(".messages")
+            .ok()
+            .flatten()
+            .map(|e| e.inner_html())
+            .unwrap_or_default()
+    );
     // In the order typed, each once.
     let texts: Vec<String> = (0..3)
         .map(|i| {
