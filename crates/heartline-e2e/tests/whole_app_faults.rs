@@ -28,9 +28,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Deadline of an ordinary UI condition.
 const T: Duration = Duration::from_secs(20);
-const OPEN: &str = r#".hl-banner[data-status="open"]"#;
 
 type R<T = ()> = Result<T, String>;
+
+/// The scenarios run one at a time (each starts its own browsers; two at
+/// once on 2 cores would make the timings meaningless).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
     move |e| format!("{what}: {e}")
@@ -385,6 +388,7 @@ async fn fail(test: &str, error: String, browsers: &[(&str, &Browser)], stack: &
 async fn server_killed_and_restarted_ten_times_while_both_send() {
     const TEST: &str = "server-kill-restart";
     let Some(env) = env(TEST) else { return };
+    let _serial = SERIAL.lock().await;
     let dist = dist_with_config(
         &env.dist,
         "heartbeat_ms=2000 timeout_ms=1500 backoff_base_ms=100 backoff_cap_ms=500 connect_timeout_ms=2000 max_retries=none",
@@ -466,7 +470,8 @@ async fn kill_restart(stack: &mut Stack, a: &Browser, b: &Browser) -> R {
             .iter()
             .filter(|t| view_b.acked.contains_key(*t))
             .count();
-    let once_in = |m: &BTreeMap<String, usize>| all.iter().filter(|t| m.get(*t) == Some(&1)).count();
+    let once_in =
+        |m: &BTreeMap<String, usize>| all.iter().filter(|t| m.get(*t) == Some(&1)).count();
     let (stored_once, shown_a, shown_b) = (
         once_in(&stored_counts),
         once_in(&view_a.stored),
@@ -489,10 +494,509 @@ async fn kill_restart(stack: &mut Stack, a: &Browser, b: &Browser) -> R {
         let order: Vec<&String> = stored.values().filter(|t| mine.contains(t)).collect();
         let expected: Vec<&String> = mine.iter().collect();
         if order != expected {
-            return Err(format!(
-                "stored out of order: {order:?}, sent {expected:?}"
-            ));
+            return Err(format!("stored out of order: {order:?}, sent {expected:?}"));
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- 5
+
+/// DevTools network emulation: offline (`true`) or back to normal.
+async fn emulate_offline(browser: &Browser, offline: bool) -> R {
+    browser
+        .cdp(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
+        )
+        .await
+        .map(drop)
+        .map_err(err("Network.emulateNetworkConditions"))
+}
+
+/// Counts the page's `online`/`offline` events in `window.__hlNet`.
+async fn watch_network_events(browser: &Browser) -> R {
+    browser
+        .execute(
+            "window.__hlNet = { online: 0, offline: 0 };\
+             addEventListener('online', () => window.__hlNet.online++);\
+             addEventListener('offline', () => window.__hlNet.offline++);",
+            Vec::new(),
+        )
+        .await
+        .map(drop)
+        .map_err(err("installing the online/offline listeners"))
+}
+
+/// Waits (briefly) for the page's `event` (`online`/`offline`) after a
+/// network emulation change; if Chromium did not fire it, dispatches it and
+/// says so. Answers whether it had to be dispatched.
+async fn ensure_network_event(browser: &Browser, event: &str) -> R<bool> {
+    let fired = browser
+        .wait_until(
+            &format!("the page's {event} event"),
+            &format!("return window.__hlNet.{event} > 0;"),
+            Duration::from_secs(2),
+        )
+        .await
+        .is_ok();
+    if fired {
+        println!("Chromium fired the page's `{event}` event itself");
+        return Ok(false);
+    }
+    println!("Chromium did not fire `{event}`: dispatching it on window");
+    browser
+        .execute(
+            &format!("window.dispatchEvent(new Event('{event}'));"),
+            Vec::new(),
+        )
+        .await
+        .map_err(err("dispatching the event"))?;
+    Ok(true)
+}
+
+async fn accepted(stack: &Stack) -> R<u64> {
+    let status = stack.proxy_status().await.map_err(err("proxy /status"))?;
+    status["total_connections"]
+        .as_u64()
+        .ok_or_else(|| format!("proxy /status has no total_connections: {status}"))
+}
+
+/// Scenario 5: offline and online through DevTools. The banner says
+/// offline, nothing reaches the proxy while offline, and the reconnect is
+/// immediate when the network is back.
+#[tokio::test]
+async fn offline_and_online_through_devtools() {
+    const TEST: &str = "offline-online";
+    let Some(env) = env(TEST) else { return };
+    let _serial = SERIAL.lock().await;
+    // Quick retries: were the client to retry while offline, several
+    // attempts would reach the proxy in the observation window.
+    let dist = dist_with_config(
+        &env.dist,
+        "heartbeat_ms=2000 timeout_ms=1000 backoff_base_ms=100 backoff_cap_ms=300 connect_timeout_ms=2000 max_retries=none",
+    );
+    let stack = start_stack(&env, dist.path()).await;
+    let a = start_browser(&[]).await;
+    if let Err(error) = offline_online(&stack, &a).await {
+        fail(TEST, error, &[("ada", &a)], &stack).await;
+    }
+    a.quit().await.expect("quit");
+}
+
+async fn offline_online(stack: &Stack, a: &Browser) -> R {
+    open_as(a, &stack.app_url("/chat/net"), "ada").await?;
+    a.cdp("Network.enable", json!({}))
+        .await
+        .map_err(err("Network.enable"))?;
+    watch_network_events(a).await?;
+
+    emulate_offline(a, true).await?;
+    ensure_network_event(a, "offline").await?;
+    let on_line = a
+        .execute("return navigator.onLine;", Vec::new())
+        .await
+        .map_err(err("navigator.onLine"))?;
+    println!("navigator.onLine while emulated offline: {on_line}");
+    // Chromium's emulation leaves an open WebSocket running (the app's
+    // probe on `offline` is answered), while a real loss of the network
+    // also takes the established link: cut it at the proxy too, which
+    // refuses (and counts) every attempt that would reach it.
+    let still_open = wait_status(a, "offline", Duration::from_secs(3))
+        .await
+        .is_err();
+    if still_open {
+        println!(
+            "the emulation left the open socket running (banner {}); cutting the link at the proxy too",
+            banner_status(a).await
+        );
+    }
+    stack.set_mode(ProxyMode::Cut).await.map_err(err("cut"))?;
+    wait_status(a, "offline", Duration::from_secs(5)).await?;
+    let message = a
+        .execute(
+            "return document.querySelector('.hl-banner__message').textContent;",
+            Vec::new(),
+        )
+        .await
+        .map_err(err("banner text"))?;
+    if !message.as_str().unwrap_or_default().contains("offline") {
+        return Err(format!("the offline banner says {message}"));
+    }
+
+    // No attempt may reach the proxy while offline: watch for 3 s, far more
+    // than the 100-300 ms the client would wait between attempts.
+    let before = accepted(stack).await?;
+    let window = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < window {
+        let now = accepted(stack).await?;
+        if now != before {
+            return Err(format!(
+                "{} connection(s) reached the proxy while offline",
+                now - before
+            ));
+        }
+        let status = banner_status(a).await;
+        if status != "offline" {
+            return Err(format!("the banner left offline while offline: {status}"));
+        }
+        tokio::time::sleep(heartline_e2e::POLL).await;
+    }
+    println!("offline for 3 s: 0 connections reached the proxy ({before} before and after)");
+
+    stack
+        .set_mode(ProxyMode::Pass)
+        .await
+        .map_err(err("restore"))?;
+    emulate_offline(a, false).await?;
+    let back = Instant::now();
+    ensure_network_event(a, "online").await?;
+    wait_status(a, "open", Duration::from_secs(5)).await?;
+    let took = back.elapsed();
+    let after = accepted(stack).await?;
+    println!(
+        "back online: banner open after {} ms; {} new connection(s) at the proxy",
+        took.as_millis(),
+        after - before
+    );
+    if took > Duration::from_secs(2) {
+        return Err(format!("the reconnect took {took:?}, not at once"));
+    }
+    // The socket works again: a message goes through and is acked.
+    send(a, "back online").await?;
+    wait_view(a, "the message to be acked", T, |v| {
+        v.acked.get("back online") == Some(&1)
+    })
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- 7
+
+/// Scenario 7: with the link cut, three messages wait in the outbox; a
+/// reload keeps them (from localStorage) and they are sent once the link is
+/// back: acked, and once in the room for both users and on the server.
+#[tokio::test]
+async fn reload_while_cut_keeps_queued_messages_and_sends_them_once() {
+    const TEST: &str = "reload-queued";
+    let Some(env) = env(TEST) else { return };
+    let _serial = SERIAL.lock().await;
+    let dist = dist_with_config(
+        &env.dist,
+        "heartbeat_ms=2000 timeout_ms=1000 backoff_base_ms=100 backoff_cap_ms=500 connect_timeout_ms=2000 max_retries=none",
+    );
+    let stack = start_stack(&env, dist.path()).await;
+    let a = start_browser(&[]).await;
+    let b = start_browser(&[]).await;
+    if let Err(error) = reload_queued(&stack, &a, &b).await {
+        fail(TEST, error, &[("ada", &a), ("bo", &b)], &stack).await;
+    }
+    a.quit().await.expect("quit");
+    b.quit().await.expect("quit");
+}
+
+async fn reload_queued(stack: &Stack, a: &Browser, b: &Browser) -> R {
+    const ROOM: &str = "reload";
+    // Ada's page comes from the server itself and only her socket goes
+    // through the proxy, so the page still reloads while the link is cut.
+    let ws = format!("ws://{}/ws", stack.proxy_addr());
+    let url_a = format!("{}?ws={ws}", stack.server_url(&format!("/chat/{ROOM}")));
+    open_as(a, &url_a, "ada").await?;
+    open_as(b, &stack.app_url(&format!("/chat/{ROOM}")), "bo").await?;
+
+    stack.set_mode(ProxyMode::Cut).await.map_err(err("cut"))?;
+    a.wait_until(
+        "ada's banner to leave open",
+        r#"return document.querySelector('.hl-banner[data-status="open"]') === null;"#,
+        T,
+    )
+    .await
+    .map_err(err("after the cut"))?;
+    let texts: Vec<String> = (1..=3).map(|i| format!("queued {i}")).collect();
+    for text in &texts {
+        send(a, text).await?;
+    }
+    let all_queued = |v: &View| {
+        texts
+            .iter()
+            .all(|t| v.pending.get(t).map(String::as_str) == Some("queued"))
+    };
+    wait_view(a, "3 queued messages", T, all_queued).await?;
+
+    a.reload().await.map_err(err("reload"))?;
+    a.wait_for("#composer-text", T)
+        .await
+        .map_err(err("the composer after the reload"))?;
+    let restored = wait_view(a, "the 3 messages queued after the reload", T, all_queued).await?;
+    println!(
+        "after the reload (link still cut, banner {}): {:?}",
+        banner_status(a).await,
+        restored.pending
+    );
+    if !restored.stored.keys().all(|t| !texts.contains(t)) {
+        return Err(format!(
+            "a queued message shows as stored while cut: {restored:?}"
+        ));
+    }
+
+    stack
+        .set_mode(ProxyMode::Pass)
+        .await
+        .map_err(err("restore"))?;
+    wait_view(a, "ada's 3 messages acked, once each", T, |v| {
+        texts
+            .iter()
+            .all(|t| v.stored.get(t) == Some(&1) && v.acked.get(t) == Some(&1))
+            && v.pending.is_empty()
+    })
+    .await?;
+    wait_view(b, "bo to see ada's 3 messages once each", T, |v| {
+        texts.iter().all(|t| v.stored.get(t) == Some(&1))
+    })
+    .await?;
+    let stored = stored_messages(stack, ROOM).await?;
+    let stored_counts = counts(stored.values());
+    if !texts.iter().all(|t| stored_counts.get(t) == Some(&1)) || stored.len() != texts.len() {
+        return Err(format!("the server stored {stored:?}"));
+    }
+    // In the order they were typed.
+    let order: Vec<&String> = stored.values().collect();
+    if order != texts.iter().collect::<Vec<_>>() {
+        return Err(format!("stored out of order: {order:?}"));
+    }
+    println!("3 queued, reloaded, sent: acked 3 / stored 3 / shown to ada 3 / to bo 3");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- 8
+
+/// Chromium flags that force intensive wake-up throttling on after 10 s
+/// hidden instead of 5 minutes (Blink's `IntensiveWakeUpThrottling` feature
+/// and its grace-period parameters).
+const INTENSIVE_THROTTLING: &str = "--enable-features=IntensiveWakeUpThrottling:grace_period_seconds/10/grace_period_seconds_loaded/10";
+
+/// Records the page's visibility changes and the wake-ups of a chained
+/// 250 ms timer (the kind intensive throttling batches to once a minute).
+const PROBE: &str = r#"
+window.__hlVis = [[Date.now(), document.visibilityState]];
+document.addEventListener('visibilitychange', () => window.__hlVis.push([Date.now(), document.visibilityState]));
+window.__hlTicks = [];
+const tick = () => { window.__hlTicks.push(Date.now()); setTimeout(tick, 250); };
+setTimeout(tick, 250);
+"#;
+
+/// The socket layer's reconnect count, as the /connection page shows it.
+async fn reconnects_shown(browser: &Browser) -> R<u64> {
+    browser
+        .execute(
+            "[...document.querySelectorAll('.nav a')].find(a => a.textContent.trim() === 'Connection').click();",
+            Vec::new(),
+        )
+        .await
+        .map_err(err("opening the Connection page"))?;
+    let value = browser
+        .wait_until(
+            "the Connection page's Reconnects",
+            "const dt = [...document.querySelectorAll('.panel__facts dt')].find(d => d.textContent.trim() === 'Reconnects');\
+             return dt ? dt.nextElementSibling.textContent.trim() : null;",
+            T,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("Reconnects shows {value}"))
+}
+
+/// Scenario 8: a tab hidden for about 2.5 minutes under intensive timer
+/// throttling keeps its connection (no reconnect, not dropped by the
+/// server), and shows every message sent to its room meanwhile.
+#[tokio::test]
+async fn hidden_tab_under_intensive_throttling_keeps_its_connection() {
+    const TEST: &str = "hidden-tab";
+    let Some(env) = env(TEST) else { return };
+    let _serial = SERIAL.lock().await;
+    // The app's production settings (empty heartline-config).
+    let stack = start_stack(&env, &env.dist).await;
+    let a = start_browser(&[INTENSIVE_THROTTLING]).await;
+    let b = start_browser(&[]).await;
+    if let Err(error) = hidden_tab(&stack, &a, &b).await {
+        fail(TEST, error, &[("ada", &a), ("bo", &b)], &stack).await;
+    }
+    a.quit().await.expect("quit");
+    b.quit().await.expect("quit");
+}
+
+async fn hidden_tab(stack: &Stack, a: &Browser, b: &Browser) -> R {
+    const ROOM: &str = "hidden";
+    const HIDDEN_FOR: Duration = Duration::from_secs(150);
+    const EVERY: Duration = Duration::from_secs(15);
+    open_as(a, &stack.app_url(&format!("/chat/{ROOM}")), "ada").await?;
+    // Bo comes straight to the server: the proxy counts only Ada's
+    // connections.
+    open_as(b, &stack.server_url(&format!("/chat/{ROOM}")), "bo").await?;
+    a.execute(PROBE, Vec::new())
+        .await
+        .map_err(err("installing the probe"))?;
+    let connections = |h: &heartline_e2e::HttpResponse| -> R<u64> {
+        let v: Value = serde_json::from_str(&h.body).map_err(err("healthz JSON"))?;
+        v["connections"]
+            .as_u64()
+            .ok_or_else(|| format!("healthz has no connections: {}", h.body))
+    };
+    let health = stack.healthz().await.map_err(err("healthz"))?;
+    let server_before = connections(&health)?;
+    let proxy_before = stack.proxy_status().await.map_err(err("proxy status"))?;
+    let accepted_before = proxy_before["total_connections"].as_u64().unwrap_or(0);
+
+    // Hide Ada's tab: open another tab in her window and bring it to front.
+    let driver = a.driver().map_err(err("driver"))?;
+    let chat_tab = driver.window().await.map_err(err("window handle"))?;
+    let other = driver.new_tab().await.map_err(err("new tab"))?;
+    driver
+        .switch_to_window(other)
+        .await
+        .map_err(err("switching to the new tab"))?;
+    a.cdp("Page.bringToFront", json!({}))
+        .await
+        .map_err(err("Page.bringToFront"))?;
+    let hidden_at = Instant::now();
+
+    let mut sent = Vec::new();
+    let mut next_send = hidden_at;
+    let mut n = 0;
+    while hidden_at.elapsed() < HIDDEN_FOR {
+        if Instant::now() >= next_send {
+            n += 1;
+            let text = format!("while hidden {n}");
+            send(b, &text).await?;
+            sent.push(text);
+            next_send += EVERY;
+        }
+        let status = stack.proxy_status().await.map_err(err("proxy status"))?;
+        let accepted = status["total_connections"].as_u64().unwrap_or(0);
+        if accepted != accepted_before {
+            return Err(format!(
+                "Ada's tab opened {} new connection(s) {} s into hiding",
+                accepted - accepted_before,
+                hidden_at.elapsed().as_secs()
+            ));
+        }
+        let health = stack.healthz().await.map_err(err("healthz"))?;
+        let server_now = connections(&health)?;
+        if server_now != server_before {
+            return Err(format!(
+                "the server holds {server_now} connections, not {server_before}, {} s into hiding",
+                hidden_at.elapsed().as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // Show it again.
+    driver
+        .close_window()
+        .await
+        .map_err(err("closing the tab"))?;
+    driver
+        .switch_to_window(chat_tab)
+        .await
+        .map_err(err("switching back"))?;
+    a.cdp("Page.bringToFront", json!({}))
+        .await
+        .map_err(err("Page.bringToFront"))?;
+    a.wait_until(
+        "Ada's tab to be visible again",
+        "return document.visibilityState === 'visible';",
+        T,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let probe = a
+        .execute(
+            "return { vis: window.__hlVis, ticks: window.__hlTicks, now: Date.now() };",
+            Vec::new(),
+        )
+        .await
+        .map_err(err("reading the probe"))?;
+    let vis: Vec<(u64, String)> = probe["vis"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e[0].as_u64().unwrap_or(0),
+                e[1].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let hidden_from = vis.iter().find(|(_, s)| s == "hidden").map(|(t, _)| *t);
+    let visible_again = vis
+        .iter()
+        .rev()
+        .find(|(_, s)| s == "visible")
+        .map(|(t, _)| *t);
+    let (Some(from), Some(to)) = (hidden_from, visible_again) else {
+        return Err(format!(
+            "the tab never became hidden (visibilitychange log {vis:?}); the test needs a hidden page"
+        ));
+    };
+    let ticks: Vec<u64> = probe["ticks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .filter(|t| (from..=to).contains(t))
+        .collect();
+    let gaps: Vec<u64> = ticks.windows(2).map(|w| w[1] - w[0]).collect();
+    let late: Vec<u64> = ticks
+        .iter()
+        .filter(|t| **t >= from + 15_000)
+        .map(|t| (t - from) / 1000)
+        .collect();
+    println!(
+        "hidden {} s (visibilityState log {:?}); a chained 250 ms timer woke {} times while hidden, longest gap {} ms; wake-ups after 15 s hidden at +{:?} s",
+        (to - from) / 1000,
+        vis.iter()
+            .map(|(t, s)| format!("{s}@+{}ms", t.saturating_sub(vis[0].0)))
+            .collect::<Vec<_>>(),
+        ticks.len(),
+        gaps.iter().max().copied().unwrap_or(0),
+        late
+    );
+    let intensive = gaps.iter().any(|g| *g >= 30_000);
+    println!(
+        "intensive wake-up throttling observed: {}",
+        if intensive {
+            "yes (gaps of 30 s or more)"
+        } else {
+            "no (only the ordinary 1 s alignment of hidden tabs)"
+        }
+    );
+
+    // Every message is there, once, and the link never went down.
+    wait_view(
+        a,
+        "Ada to show every message sent while hidden, once",
+        Duration::from_secs(5),
+        |v| sent.iter().all(|t| v.stored.get(t) == Some(&1)),
+    )
+    .await?;
+    let reconnects = reconnects_shown(a).await?;
+    let status = stack.proxy_status().await.map_err(err("proxy status"))?;
+    let accepted = status["total_connections"].as_u64().unwrap_or(0);
+    println!(
+        "after {} s hidden: {} messages from bo shown once; reconnects {reconnects}; proxy accepted {} new connections; server connections {server_before}",
+        HIDDEN_FOR.as_secs(),
+        sent.len(),
+        accepted - accepted_before
+    );
+    if reconnects != 0 || accepted != accepted_before {
+        return Err(format!(
+            "the hidden tab reconnected: Reconnects {reconnects}, {} new proxy connections",
+            accepted - accepted_before
+        ));
+    }
+    wait_status(a, "open", T).await
 }
