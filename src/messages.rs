@@ -1,103 +1,85 @@
 //! The server frames the app listens to, as [`SocketMessage`] types.
 //!
-//! Every type here decodes through `heartline-protocol`'s [`ServerMessage`],
-//! so the wire shape is written once, in the protocol crate: these are views
-//! of one of its variants, keyed by that variant's `socketType`. (The trait
-//! and the protocol live in different crates, hence the app-side wrappers.)
+//! Each type here is a thin wrapper of one `heartline-protocol` payload
+//! struct, so the wire shape is written once, in the protocol crate. The
+//! wrapper decodes the payload straight from the frame's object (its
+//! `socketType` key is ignored) and names the payload's `SOCKET_TYPE`, by
+//! which the socket layer dispatches: the internally tagged
+//! [`heartline_protocol::ServerMessage`] enum is never decoded in the
+//! browser, which keeps serde's buffering deserializer out of the wasm.
+//! (The trait and the protocol live in different crates, hence the
+//! app-side wrappers.) Each wrapper derefs to its payload; take it apart
+//! (`|Presence(presence)| …`) to move fields out.
 
 use heartline::yew::SocketMessage;
-use heartline_protocol::{ChatMessage, MetricsSample, RoomSummary, ServerMessage};
+use heartline_protocol as protocol;
 use serde::Deserialize;
-use serde::de::{Deserializer, Error as _};
 
-/// Declares a view of one `ServerMessage` variant: a struct with the given
-/// fields that decodes only from frames of that variant.
+/// Declares a wrapper of one protocol payload, keyed by its `SOCKET_TYPE`.
 macro_rules! server_view {
-    (
-        $(#[$meta:meta])*
-        $name:ident = $socket_type:literal, $variant:ident { $($field:ident : $ty:ty),* $(,)? }
-    ) => {
+    ($(#[$meta:meta])* $name:ident($payload:ty)) => {
         $(#[$meta])*
-        #[derive(Clone, Debug, PartialEq)]
-        pub struct $name { $(pub $field: $ty),* }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                match ServerMessage::deserialize(deserializer)? {
-                    ServerMessage::$variant { $($field),* , .. } => Ok($name { $($field),* }),
-                    _ => Err(D::Error::custom(concat!("expected a `", $socket_type, "` frame"))),
-                }
-            }
-        }
+        #[derive(Clone, Debug, PartialEq, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $payload);
 
         impl SocketMessage for $name {
-            const SOCKET_TYPE: &'static str = $socket_type;
+            const SOCKET_TYPE: &'static str = <$payload>::SOCKET_TYPE;
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $payload;
+
+            fn deref(&self) -> &$payload {
+                &self.0
+            }
         }
     };
 }
 
 server_view! {
     /// `welcome`: the server accepted our `hello`.
-    Welcome = "welcome", Welcome { name: String, token: String }
+    Welcome(protocol::Welcome)
 }
 
 server_view! {
     /// `rooms`: the live room directory.
-    Rooms = "rooms", Rooms { rooms: Vec<RoomSummary> }
+    Rooms(protocol::Rooms)
 }
 
 server_view! {
     /// `joined`: a room's history was sent; it is live from here on.
-    Joined = "joined", Joined { stream: String, last_seq: u64, epoch: u64 }
+    Joined(protocol::Joined)
 }
 
 server_view! {
     /// `presence`: who is in a room now.
-    Presence = "presence", Presence { room: String, users: Vec<String> }
+    Presence(protocol::Presence)
 }
 
 server_view! {
     /// `typing`: someone is typing in a room.
-    Typing = "typing", Typing { room: String, from: String }
+    Typing(protocol::Typing)
 }
 
 server_view! {
     /// `history`: a page of older messages, answering a `history` request.
-    HistoryPage = "history", History { room: String, epoch: u64, messages: Vec<ChatMessage>, has_more: bool }
+    HistoryPage(protocol::HistoryPage)
 }
 
-/// `chat.message`: one message of a room's stream.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Chat(pub ChatMessage);
-
-impl<'de> Deserialize<'de> for Chat {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match ServerMessage::deserialize(deserializer)? {
-            ServerMessage::ChatMessage(message) => Ok(Chat(message)),
-            _ => Err(D::Error::custom("expected a `chat.message` frame")),
-        }
-    }
+server_view! {
+    /// `chat.message`: one message of a room's stream.
+    Chat(protocol::ChatMessage)
 }
 
-impl SocketMessage for Chat {
-    const SOCKET_TYPE: &'static str = "chat.message";
+server_view! {
+    /// `metrics.sample`: one reading of the host and the server.
+    Sample(protocol::MetricsSample)
 }
 
-/// `metrics.sample`: one reading of the host and the server.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample(pub MetricsSample);
-
-impl<'de> Deserialize<'de> for Sample {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match ServerMessage::deserialize(deserializer)? {
-            ServerMessage::MetricsSample(sample) => Ok(Sample(sample)),
-            _ => Err(D::Error::custom("expected a `metrics.sample` frame")),
-        }
-    }
-}
-
-impl SocketMessage for Sample {
-    const SOCKET_TYPE: &'static str = "metrics.sample";
+server_view! {
+    /// `error`: something we sent was refused.
+    ServerError(protocol::ErrorFrame)
 }
 
 #[cfg(test)]
@@ -106,19 +88,34 @@ mod tests {
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
-    fn a_view_decodes_its_variant_and_refuses_another() {
+    fn a_view_decodes_its_frame_and_refuses_another() {
         let presence: Presence =
             serde_json::from_str(r#"{"socketType":"presence","room":"lobby","users":["ada"]}"#)
                 .expect("presence decodes");
         assert_eq!(presence.users, vec!["ada".to_owned()]);
+        assert_eq!(Presence::SOCKET_TYPE, "presence");
+        // A `typing` frame lacks `users`: it is not mistaken for presence.
         let wrong = serde_json::from_str::<Presence>(
             r#"{"socketType":"typing","room":"lobby","from":"ada"}"#,
         );
         assert!(wrong.is_err());
     }
-}
 
-server_view! {
-    /// `error`: something we sent was refused.
-    ServerError = "error", Error { code: String, message: String, id: Option<String> }
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn views_decode_from_the_parsed_frame_the_socket_layer_hands_over() {
+        let frame: serde_json::Value = serde_json::from_str(
+            r#"{"socketType":"error","code":"limit_reached","message":"full","retry_after_ms":5}"#,
+        )
+        .expect("json");
+        let ServerError(error) = ServerError::deserialize(&frame).expect("error decodes");
+        assert_eq!(
+            (error.code.as_str(), error.id, error.retry_after_ms),
+            (protocol::error_code::LIMIT_REACHED, None, Some(5))
+        );
+        assert_eq!(ServerError::SOCKET_TYPE, "error");
+        assert_eq!(Chat::SOCKET_TYPE, "chat.message");
+        assert_eq!(Sample::SOCKET_TYPE, "metrics.sample");
+        assert_eq!(HistoryPage::SOCKET_TYPE, "history");
+    }
 }

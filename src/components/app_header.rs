@@ -32,8 +32,7 @@ pub fn app_header(props: &AppHeaderProps) -> Html {
     let rtt = beat
         .last_rtt
         .filter(|_| status.is_open())
-        .map(|ms| format!("{ms} ms"))
-        .unwrap_or_else(|| "– ms".into());
+        .map(|ms| format!("{ms} ms"));
     let on_chat = matches!(
         route,
         Some(Route::Chat { .. } | Route::Home | Route::ChatHome)
@@ -61,7 +60,9 @@ pub fn app_header(props: &AppHeaderProps) -> Html {
             </nav>
             <div class="header__status" title={status.to_string()}>
                 <span class={classes!("dot", format!("dot--{dot}"))} role="img" aria-label={dot_label}></span>
-                <span class="header__rtt" aria-label="round-trip time">{ rtt }</span>
+                if let Some(rtt) = rtt {
+                    <span class="header__rtt" aria-label="round-trip time">{ rtt }</span>
+                }
             </div>
             <button class="header__who link-button" onclick={move |_| on_change_name.emit(())}
                 title="Change your name">

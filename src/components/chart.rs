@@ -1,6 +1,6 @@
 use yew::prelude::*;
 
-use crate::format::Unit;
+use crate::format::{Unit, fixed};
 
 /// The plot area in SVG user units (the SVG scales to its box).
 const WIDTH: f64 = 300.0;
@@ -88,7 +88,9 @@ pub fn line_path(values: &[f64], capacity: usize, width: f64, height: f64, y_max
         };
         let y = height - v / y_max * height;
         path.push(if i == 0 { 'M' } else { 'L' });
-        path.push_str(&format!("{x:.1},{y:.1}"));
+        path.push_str(&fixed(x, 1));
+        path.push(',');
+        path.push_str(&fixed(y, 1));
     }
     path
 }
@@ -106,26 +108,27 @@ pub fn chart(props: &ChartProps) -> Html {
     let y_max = props.y_max.unwrap_or_else(|| nice_ceiling(data_max));
     let plot_w = WIDTH - LEFT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let window_secs = (props.capacity.saturating_sub(1) as f64 * props.seconds_per_sample).round();
+    let window_secs =
+        (props.capacity.saturating_sub(1) as f64 * props.seconds_per_sample).round() as u64;
     let title_id = format!("chart-{}", props.title.to_lowercase().replace(' ', "-"));
     html! {
         <figure class="chart" aria-labelledby={title_id.clone()}>
             <figcaption id={title_id} class="chart__title">{ &props.title }</figcaption>
-            <svg class="chart__svg" viewBox={format!("0 0 {WIDTH} {HEIGHT}")} role="img"
+            <svg class="chart__svg" viewBox={format!("0 0 {} {}", fixed(WIDTH, 0), fixed(HEIGHT, 0))} role="img"
                 aria-label={format!("{} over the last {} s", props.title, window_secs)}
                 preserveAspectRatio="none">
                 <g class="chart__axes">
-                    <line x1={LEFT.to_string()} y1={TOP.to_string()} x2={LEFT.to_string()} y2={(TOP + plot_h).to_string()} />
-                    <line x1={LEFT.to_string()} y1={(TOP + plot_h).to_string()} x2={WIDTH.to_string()} y2={(TOP + plot_h).to_string()} />
-                    <line class="chart__grid" x1={LEFT.to_string()} y1={(TOP + plot_h / 2.0).to_string()} x2={WIDTH.to_string()} y2={(TOP + plot_h / 2.0).to_string()} />
+                    <line x1={fixed(LEFT, 1)} y1={fixed(TOP, 1)} x2={fixed(LEFT, 1)} y2={fixed(TOP + plot_h, 1)} />
+                    <line x1={fixed(LEFT, 1)} y1={fixed(TOP + plot_h, 1)} x2={fixed(WIDTH, 1)} y2={fixed(TOP + plot_h, 1)} />
+                    <line class="chart__grid" x1={fixed(LEFT, 1)} y1={fixed(TOP + plot_h / 2.0, 1)} x2={fixed(WIDTH, 1)} y2={fixed(TOP + plot_h / 2.0, 1)} />
                 </g>
                 <g class="chart__labels">
-                    <text x={(LEFT - 4.0).to_string()} y={(TOP + 4.0).to_string()} text-anchor="end">{ props.unit.format(y_max) }</text>
-                    <text x={(LEFT - 4.0).to_string()} y={(TOP + plot_h).to_string()} text-anchor="end">{ props.unit.format(0.0) }</text>
-                    <text x={LEFT.to_string()} y={(HEIGHT - 2.0).to_string()}>{ format!("−{window_secs} s") }</text>
-                    <text x={WIDTH.to_string()} y={(HEIGHT - 2.0).to_string()} text-anchor="end">{ "now" }</text>
+                    <text x={fixed(LEFT - 4.0, 1)} y={fixed(TOP + 4.0, 1)} text-anchor="end">{ props.unit.format(y_max) }</text>
+                    <text x={fixed(LEFT - 4.0, 1)} y={fixed(TOP + plot_h, 1)} text-anchor="end">{ props.unit.format(0.0) }</text>
+                    <text x={fixed(LEFT, 1)} y={fixed(HEIGHT - 2.0, 1)}>{ format!("−{window_secs} s") }</text>
+                    <text x={fixed(WIDTH, 1)} y={fixed(HEIGHT - 2.0, 1)} text-anchor="end">{ "now" }</text>
                 </g>
-                <g transform={format!("translate({LEFT} {TOP})")}>
+                <g transform={format!("translate({} {})", fixed(LEFT, 0), fixed(TOP, 0))}>
                     { for props.series.iter().map(|s| html! {
                         <path class={classes!("chart__line", format!("chart__line--{}", s.tone))}
                             data-series={s.label.clone()}

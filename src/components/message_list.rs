@@ -1,4 +1,4 @@
-use heartline::core::{DeliveryState, MessageId};
+use heartline::core::DeliveryState;
 use heartline_protocol::ChatMessage;
 use web_sys::HtmlElement;
 use yew::prelude::*;
@@ -99,7 +99,6 @@ pub fn message_list(props: &MessageListProps) -> Html {
     }
 
     let me = props.me.as_str();
-    let socket = room.socket();
     html! {
         <div class="messages" ref={scroller} {onscroll} role="log" aria-label={format!("Messages in {}", room.name())}
             aria-live="polite" tabindex="0">
@@ -126,18 +125,17 @@ pub fn message_list(props: &MessageListProps) -> Html {
                             <span class="group__author">{ &first.from }</span>
                             <time class="group__time" title={time::full(first.at)}>{ time::clock(first.at) }</time>
                         </header>
-                        { for group.iter().map(|m| {
-                            let state = mine.then(|| socket.message_state(&MessageId::from(m.id.as_str()))).flatten();
-                            let acked = matches!(state, Some(DeliveryState::Acked));
-                            html! {
-                                <p key={m.seq} class="message" data-seq={m.seq.to_string()}
-                                    data-state={acked.then_some("acked")} title={time::full(m.at)}>
-                                    <span class="message__text">{ &m.text }</span>
-                                    if acked {
-                                        <span class="message__state" aria-label="delivered">{ "✓" }</span>
-                                    }
-                                </p>
-                            }
+                        { for group.iter().map(|m| html! {
+                            // In the room's stream means the server stored
+                            // it: our own ones are delivered, whatever the
+                            // link does now (and after a reload).
+                            <p key={m.seq} class="message" data-seq={m.seq.to_string()}
+                                data-state={mine.then_some("acked")} title={time::full(m.at)}>
+                                <span class="message__text">{ &m.text }</span>
+                                if mine {
+                                    <span class="message__state" aria-label="delivered">{ "✓" }</span>
+                                }
+                            </p>
                         }) }
                     </section>
                 }

@@ -31,7 +31,7 @@ pub fn room_view(props: &RoomViewProps) -> Html {
         // A join is refused without an id; a room not yet live is ours.
         let refused = refused.clone();
         let live = room.state().live;
-        use_subscription::<ServerError, _>(move |error| {
+        use_subscription::<ServerError, _>(move |ServerError(error)| {
             if !live
                 && (error.code == error_code::LIMIT_REACHED
                     || error.id.is_none() && error.code == error_code::RATE_LIMITED)

@@ -333,7 +333,7 @@ pub fn use_room(room: AttrValue) -> RoomHandle {
     {
         let state = state.clone();
         let room = room.clone();
-        use_subscription::<HistoryPage, _>(move |page| {
+        use_subscription::<HistoryPage, _>(move |HistoryPage(page)| {
             if page.room == room.as_str() {
                 state.dispatch(RoomAction::Older {
                     epoch: page.epoch,
@@ -346,7 +346,7 @@ pub fn use_room(room: AttrValue) -> RoomHandle {
     {
         let state = state.clone();
         let room = room.clone();
-        use_subscription::<Presence, _>(move |presence| {
+        use_subscription::<Presence, _>(move |Presence(presence)| {
             if presence.room == room.as_str() {
                 state.dispatch(RoomAction::Presence(presence.users));
             }

@@ -13,7 +13,7 @@ pub fn use_room_directory() -> Rc<Vec<RoomSummary>> {
     let rooms = use_state(|| Rc::new(Vec::<RoomSummary>::new()));
     {
         let rooms = rooms.clone();
-        use_subscription::<Rooms, _>(move |update| {
+        use_subscription::<Rooms, _>(move |Rooms(update)| {
             let mut list = update.rooms;
             list.sort_by(|a, b| a.name.cmp(&b.name));
             rooms.set(Rc::new(list));

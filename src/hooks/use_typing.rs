@@ -94,7 +94,7 @@ pub fn use_typing(room: AttrValue, me: AttrValue) -> TypingHandle {
     {
         let typists = typists.clone();
         let room = room.clone();
-        use_subscription::<Typing, _>(move |typing| {
+        use_subscription::<Typing, _>(move |Typing(typing)| {
             if typing.room == room.as_str() && typing.from != me.as_str() {
                 typists.dispatch(TypingAction::Typed {
                     name: typing.from,

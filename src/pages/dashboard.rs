@@ -5,7 +5,7 @@ use heartline_protocol::{ClientMessage, MetricsSample};
 use yew::prelude::*;
 
 use crate::components::chart::{Chart, Series};
-use crate::format::Unit;
+use crate::format::{Unit, fixed};
 use crate::messages::Sample;
 
 /// Samples each chart spans (one a second from the demo server).
@@ -74,8 +74,8 @@ pub fn dashboard_page() -> Html {
     html! {
         <div class="page dashboard">
             <header class="dashboard__summary">
-                <p>{ format!("{cores} cores · load {:.2} {:.2} {:.2} · up {} s · {} rooms",
-                    last.load[0], last.load[1], last.load[2], last.uptime_secs, last.rooms) }</p>
+                <p>{ format!("{cores} cores · load {} {} {} · up {} s · {} rooms",
+                    fixed(last.load[0], 2), fixed(last.load[1], 2), fixed(last.load[2], 2), last.uptime_secs, last.rooms) }</p>
             </header>
             <div class="dashboard__grid">
                 <Chart title="CPU" capacity={WINDOW} y_max={Some(100.0)} unit={Unit::Percent}

@@ -32,14 +32,31 @@
 //! change.
 //!
 //! ```
-//! use heartline_protocol::{ClientMessage, ServerMessage};
+//! use heartline_protocol::{ClientMessage, Pong, ServerMessage};
 //!
 //! let frame = r#"{"socketType":"ping","t":12.5}"#;
 //! let msg: ClientMessage = serde_json::from_str(frame).unwrap();
 //! assert_eq!(msg, ClientMessage::Ping { t: 12.5 });
 //!
-//! let reply = ServerMessage::Pong { t: 12.5 };
+//! let reply = ServerMessage::Pong(Pong { t: 12.5 });
 //! assert_eq!(reply.to_json(), r#"{"socketType":"pong","t":12.5}"#);
+//! ```
+//!
+//! Each [`ServerMessage`] variant wraps a payload struct ([`Pong`],
+//! [`Presence`], [`HistoryPage`], …) carrying its `socketType` as a
+//! `SOCKET_TYPE` const. A client that dispatches on `socketType` itself
+//! decodes the payload struct directly from the frame and never needs the
+//! (internally tagged, so comparatively costly to decode) enum. Decoding a
+//! payload does not look at `socketType` (frames of another type may happen
+//! to carry the same fields): dispatch on `socketType` first.
+//!
+//! ```
+//! use heartline_protocol::Presence;
+//!
+//! let frame = r#"{"socketType":"presence","room":"lobby","users":["ada"]}"#;
+//! let presence: Presence = serde_json::from_str(frame).unwrap();
+//! assert_eq!(presence.users, ["ada"]);
+//! assert_eq!(Presence::SOCKET_TYPE, "presence");
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -223,124 +240,231 @@ pub enum ClientMessage {
 
 /// A frame sent by the server to the client.
 ///
+/// Every variant wraps a payload struct named after it ([`Pong`],
+/// [`Welcome`], [`Presence`], …): the frame is the payload's fields plus
+/// `socketType`, and each payload names its `socketType` in a
+/// `SOCKET_TYPE` const. A client that wants one kind of frame can decode
+/// the payload struct straight from the frame's object (the extra
+/// `socketType` key is ignored) without going through this enum.
+///
 /// ```
-/// use heartline_protocol::ServerMessage;
+/// use heartline_protocol::{Ack, ServerMessage};
 /// let json = r#"{"socketType":"ack","id":"c-1"}"#;
 /// let msg: ServerMessage = serde_json::from_str(json).unwrap();
-/// assert_eq!(msg, ServerMessage::Ack { id: "c-1".into() });
+/// assert_eq!(msg, ServerMessage::Ack(Ack { id: "c-1".into() }));
+/// // The payload alone decodes from the same frame.
+/// let ack: Ack = serde_json::from_str(json).unwrap();
+/// assert_eq!(ack.id, "c-1");
+/// assert_eq!(Ack::SOCKET_TYPE, "ack");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "socketType")]
 pub enum ServerMessage {
     /// Reply to `ping`, echoing its timestamp.
     #[serde(rename = "pong")]
-    Pong {
-        /// The timestamp the client sent.
-        t: f64,
-    },
-    /// The server's per-connection limits, sent first on every connection so
-    /// a client can pace itself under them (no `rate_limited` refusals).
+    Pong(Pong),
+    /// The server's per-connection limits, sent first on every connection.
     #[serde(rename = "limits")]
-    Limits {
-        /// Frames per second allowed, sustained (token bucket rate).
-        rate: f64,
-        /// Frames allowed in one burst (token bucket capacity).
-        burst: u32,
-        /// Largest frame accepted, in bytes.
-        max_frame_bytes: usize,
-    },
+    Limits(Limits),
     /// `hello` accepted.
     #[serde(rename = "welcome")]
-    Welcome {
-        /// This connection's session id.
-        session: String,
-        /// The accepted display name.
-        name: String,
-        /// A token to present in the next `hello` to keep this identity.
-        token: String,
-        /// Rooms that exist now.
-        rooms: Vec<String>,
-    },
+    Welcome(Welcome),
     /// A reliable client message was handled (stored, if it stores).
     #[serde(rename = "ack")]
-    Ack {
-        /// The client's message id.
-        id: String,
-    },
+    Ack(Ack),
     /// A chat message in a room's stream.
     #[serde(rename = "chat.message")]
     ChatMessage(ChatMessage),
     /// Sent after the history that answers a `join`: the room is live.
     #[serde(rename = "joined")]
-    Joined {
-        /// Room name (also the stream key).
-        stream: String,
-        /// Highest `seq` in the room when the history was sent.
-        last_seq: u64,
-        /// The room's stream epoch (see [`ChatMessage::epoch`]).
-        epoch: u64,
-    },
+    Joined(Joined),
     /// Who is in a room now.
     #[serde(rename = "presence")]
-    Presence {
-        /// Room name.
-        room: String,
-        /// Display names, sorted.
-        users: Vec<String>,
-    },
+    Presence(Presence),
     /// Someone is typing in a room.
     #[serde(rename = "typing")]
-    Typing {
-        /// Room name.
-        room: String,
-        /// Display name of the typist.
-        from: String,
-    },
+    Typing(Typing),
     /// One page of a room's history, answering [`ClientMessage::History`]
     /// (its `ack` follows).
     #[serde(rename = "history")]
-    History {
-        /// Room name.
-        room: String,
-        /// The room's stream epoch (see [`ChatMessage::epoch`]).
-        epoch: u64,
-        /// The `before` of the request, echoed.
-        before: u64,
-        /// Messages with `seq < before`, ascending by `seq`, the newest ones
-        /// first to be kept: a page may hold fewer than `limit` when they
-        /// would not fit in one frame of [`MAX_FRAME_BYTES`].
-        messages: Vec<ChatMessage>,
-        /// Whether older messages exist: ask again with `before` set to the
-        /// first message's `seq`.
-        has_more: bool,
-    },
-    /// The live room directory: every room and how busy it is. Sent right
-    /// after `welcome`, then whenever it changes (at most about once a
-    /// second; the latest state always follows).
+    History(HistoryPage),
+    /// The live room directory.
     #[serde(rename = "rooms")]
-    Rooms {
-        /// Every room, sorted by name.
-        rooms: Vec<RoomSummary>,
-    },
+    Rooms(Rooms),
     /// One reading of the host and the server.
     #[serde(rename = "metrics.sample")]
     MetricsSample(MetricsSample),
-    /// Something the client sent was refused; the connection stays usable
-    /// unless a close follows.
+    /// Something the client sent was refused.
     #[serde(rename = "error")]
-    Error {
-        /// One of [`error_code`].
-        code: String,
-        /// Human-readable explanation.
-        message: String,
-        /// The id of the client message this refers to, if it had one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<String>,
-        /// With [`error_code::RATE_LIMITED`]: wait this long, then send the
-        /// message again (it was not handled).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry_after_ms: Option<u64>,
-    },
+    Error(ErrorFrame),
+}
+
+/// Implements `SOCKET_TYPE` on a payload and `From<payload>` for
+/// [`ServerMessage`]. The string must equal the variant's serde rename
+/// (a test checks every variant).
+macro_rules! payload {
+    ($payload:ident => $variant:ident, $socket_type:literal) => {
+        impl $payload {
+            #[doc = concat!("The `socketType` of this frame: `\"", $socket_type, "\"`.")]
+            pub const SOCKET_TYPE: &'static str = $socket_type;
+        }
+
+        impl From<$payload> for ServerMessage {
+            fn from(payload: $payload) -> Self {
+                ServerMessage::$variant(payload)
+            }
+        }
+    };
+}
+
+payload!(Pong => Pong, "pong");
+payload!(Limits => Limits, "limits");
+payload!(Welcome => Welcome, "welcome");
+payload!(Ack => Ack, "ack");
+payload!(ChatMessage => ChatMessage, "chat.message");
+payload!(Joined => Joined, "joined");
+payload!(Presence => Presence, "presence");
+payload!(Typing => Typing, "typing");
+payload!(HistoryPage => History, "history");
+payload!(Rooms => Rooms, "rooms");
+payload!(MetricsSample => MetricsSample, "metrics.sample");
+payload!(ErrorFrame => Error, "error");
+
+/// `pong`: reply to [`ClientMessage::Ping`], echoing its timestamp.
+///
+/// ```
+/// use heartline_protocol::{Pong, ServerMessage};
+/// assert_eq!(
+///     ServerMessage::Pong(Pong { t: 12.5 }).to_json(),
+///     r#"{"socketType":"pong","t":12.5}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The timestamp the client sent.
+    pub t: f64,
+}
+
+/// `limits`: the server's per-connection limits, sent first on every
+/// connection so a client can pace itself under them (no `rate_limited`
+/// refusals).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Frames per second allowed, sustained (token bucket rate).
+    pub rate: f64,
+    /// Frames allowed in one burst (token bucket capacity).
+    pub burst: u32,
+    /// Largest frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+}
+
+/// `welcome`: `hello` accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// This connection's session id.
+    pub session: String,
+    /// The accepted display name.
+    pub name: String,
+    /// A token to present in the next `hello` to keep this identity.
+    pub token: String,
+    /// Rooms that exist now.
+    pub rooms: Vec<String>,
+}
+
+/// `ack`: a reliable client message was handled (stored, if it stores).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The client's message id.
+    pub id: String,
+}
+
+/// `joined`: sent after the history that answers a `join`: the room is
+/// live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// Room name (also the stream key).
+    pub stream: String,
+    /// Highest `seq` in the room when the history was sent.
+    pub last_seq: u64,
+    /// The room's stream epoch (see [`ChatMessage::epoch`]).
+    pub epoch: u64,
+}
+
+/// `presence`: who is in a room now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Room name.
+    pub room: String,
+    /// Display names, sorted.
+    pub users: Vec<String>,
+}
+
+/// `typing`: someone is typing in a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    /// Room name.
+    pub room: String,
+    /// Display name of the typist.
+    pub from: String,
+}
+
+/// `history`: one page of a room's history, answering
+/// [`ClientMessage::History`] (its `ack` follows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Room name.
+    pub room: String,
+    /// The room's stream epoch (see [`ChatMessage::epoch`]).
+    pub epoch: u64,
+    /// The `before` of the request, echoed.
+    pub before: u64,
+    /// Messages with `seq < before`, ascending by `seq`, the newest ones
+    /// first to be kept: a page may hold fewer than `limit` when they
+    /// would not fit in one frame of [`MAX_FRAME_BYTES`].
+    pub messages: Vec<ChatMessage>,
+    /// Whether older messages exist: ask again with `before` set to the
+    /// first message's `seq`.
+    pub has_more: bool,
+}
+
+/// `rooms`: the live room directory, every room and how busy it is. Sent
+/// right after `welcome`, then whenever it changes (at most about once a
+/// second; the latest state always follows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rooms {
+    /// Every room, sorted by name.
+    pub rooms: Vec<RoomSummary>,
+}
+
+/// `error`: something the client sent was refused; the connection stays
+/// usable unless a close follows.
+///
+/// ```
+/// use heartline_protocol::{error_code, ErrorFrame, ServerMessage};
+/// let refusal = ErrorFrame {
+///     code: error_code::RATE_LIMITED.into(),
+///     message: "slow down".into(),
+///     id: Some("c-9".into()),
+///     retry_after_ms: Some(250),
+/// };
+/// assert_eq!(
+///     ServerMessage::from(refusal).to_json(),
+///     r#"{"socketType":"error","code":"rate_limited","message":"slow down","id":"c-9","retry_after_ms":250}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// One of [`error_code`].
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The id of the client message this refers to, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// With [`error_code::RATE_LIMITED`]: wait this long, then send the
+    /// message again (it was not handled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// A stored chat message, as broadcast and as replayed from history.
@@ -383,10 +507,10 @@ pub struct ChatMessage {
 /// One room in [`ServerMessage::Rooms`].
 ///
 /// ```
-/// use heartline_protocol::{RoomSummary, ServerMessage};
-/// let rooms = ServerMessage::Rooms {
+/// use heartline_protocol::{RoomSummary, Rooms, ServerMessage};
+/// let rooms = ServerMessage::Rooms(Rooms {
 ///     rooms: vec![RoomSummary { name: "lobby".into(), epoch: 7, last_seq: 3, online: 2 }],
-/// };
+/// });
 /// assert_eq!(
 ///     rooms.to_json(),
 ///     r#"{"socketType":"rooms","rooms":[{"name":"lobby","epoch":7,"last_seq":3,"online":2}]}"#
@@ -461,12 +585,35 @@ impl ServerMessage {
     /// The frame's text: compact JSON.
     ///
     /// ```
-    /// use heartline_protocol::ServerMessage;
-    /// let json = ServerMessage::Ack { id: "x".into() }.to_json();
+    /// use heartline_protocol::{Ack, ServerMessage};
+    /// let json = ServerMessage::Ack(Ack { id: "x".into() }).to_json();
     /// assert_eq!(json, r#"{"socketType":"ack","id":"x"}"#);
     /// ```
     pub fn to_json(&self) -> String {
         to_json(self)
+    }
+
+    /// The frame's `socketType`: its payload's `SOCKET_TYPE`.
+    ///
+    /// ```
+    /// use heartline_protocol::{Ack, ServerMessage};
+    /// assert_eq!(ServerMessage::from(Ack { id: "x".into() }).socket_type(), Ack::SOCKET_TYPE);
+    /// ```
+    pub fn socket_type(&self) -> &'static str {
+        match self {
+            ServerMessage::Pong(_) => Pong::SOCKET_TYPE,
+            ServerMessage::Limits(_) => Limits::SOCKET_TYPE,
+            ServerMessage::Welcome(_) => Welcome::SOCKET_TYPE,
+            ServerMessage::Ack(_) => Ack::SOCKET_TYPE,
+            ServerMessage::ChatMessage(_) => ChatMessage::SOCKET_TYPE,
+            ServerMessage::Joined(_) => Joined::SOCKET_TYPE,
+            ServerMessage::Presence(_) => Presence::SOCKET_TYPE,
+            ServerMessage::Typing(_) => Typing::SOCKET_TYPE,
+            ServerMessage::History(_) => HistoryPage::SOCKET_TYPE,
+            ServerMessage::Rooms(_) => Rooms::SOCKET_TYPE,
+            ServerMessage::MetricsSample(_) => MetricsSample::SOCKET_TYPE,
+            ServerMessage::Error(_) => ErrorFrame::SOCKET_TYPE,
+        }
     }
 }
 
@@ -598,12 +745,6 @@ mod tests {
         assert_eq!(back, msg, "{json}");
     }
 
-    fn round_trip_server(msg: ServerMessage) {
-        let json = msg.to_json();
-        let back: ServerMessage = serde_json::from_str(&json).expect("parses");
-        assert_eq!(back, msg, "{json}");
-    }
-
     #[test]
     fn every_client_message_round_trips() {
         for msg in [
@@ -660,95 +801,226 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_server_message_round_trips() {
-        for msg in [
-            ServerMessage::Pong { t: 2.0 },
-            ServerMessage::Limits {
-                rate: 50.0,
-                burst: 100,
-                max_frame_bytes: MAX_FRAME_BYTES,
-            },
-            ServerMessage::Welcome {
-                session: "s".into(),
-                name: "ada".into(),
-                token: "t".into(),
-                rooms: vec!["lobby".into()],
-            },
-            ServerMessage::Ack { id: "c1".into() },
-            ServerMessage::ChatMessage(ChatMessage {
-                stream: "lobby".into(),
-                epoch: 3,
-                seq: 1,
-                id: "c1".into(),
-                from: "ada".into(),
-                text: "hi".into(),
-                at: 5,
-            }),
-            ServerMessage::Joined {
-                stream: "lobby".into(),
-                last_seq: 9,
-                epoch: 3,
-            },
-            ServerMessage::Presence {
-                room: "lobby".into(),
-                users: vec!["ada".into()],
-            },
-            ServerMessage::History {
-                room: "lobby".into(),
-                epoch: 3,
-                before: 3,
-                messages: vec![ChatMessage {
-                    stream: "lobby".into(),
-                    epoch: 3,
-                    seq: 2,
-                    id: "c1".into(),
-                    from: "ada".into(),
-                    text: "hi".into(),
-                    at: 5,
-                }],
-                has_more: true,
-            },
-            ServerMessage::History {
-                room: "lobby".into(),
-                epoch: 3,
-                before: 1,
-                messages: vec![],
-                has_more: false,
-            },
-            ServerMessage::Rooms { rooms: vec![] },
-            ServerMessage::Rooms {
-                rooms: vec![RoomSummary {
-                    name: "lobby".into(),
-                    epoch: 3,
-                    last_seq: 9,
-                    online: 2,
-                }],
-            },
-            ServerMessage::Typing {
-                room: "lobby".into(),
-                from: "ada".into(),
-            },
-            ServerMessage::MetricsSample(MetricsSample {
-                cpu_per_core: vec![1.0, 2.0],
-                load: [0.5, 0.25, 0.125],
-                ..MetricsSample::default()
-            }),
-            ServerMessage::Error {
-                code: error_code::BAD_JSON.into(),
-                message: "nope".into(),
-                id: None,
-                retry_after_ms: None,
-            },
-            ServerMessage::Error {
-                code: error_code::RATE_LIMITED.into(),
-                message: "slow down".into(),
-                id: Some("c9".into()),
-                retry_after_ms: Some(250),
-            },
-        ] {
-            round_trip_server(msg);
+    fn chat(seq: u64) -> ChatMessage {
+        ChatMessage {
+            stream: "lobby".into(),
+            epoch: 3,
+            seq,
+            id: "c1".into(),
+            from: "ada".into(),
+            text: "hi \"there\"\n".into(),
+            at: 1_700_000_000_005,
         }
+    }
+
+    /// Every server frame with its exact text. The strings were produced by
+    /// the protocol before its variants became newtypes of payload structs:
+    /// the wire format is byte-for-byte what it was.
+    fn server_frames() -> Vec<(ServerMessage, &'static str)> {
+        vec![
+            (Pong { t: 2.0 }.into(), r#"{"socketType":"pong","t":2.0}"#),
+            (Pong { t: 12.5 }.into(), r#"{"socketType":"pong","t":12.5}"#),
+            (
+                Limits {
+                    rate: 50.0,
+                    burst: 100,
+                    max_frame_bytes: MAX_FRAME_BYTES,
+                }
+                .into(),
+                r#"{"socketType":"limits","rate":50.0,"burst":100,"max_frame_bytes":65536}"#,
+            ),
+            (
+                Welcome {
+                    session: "s-1".into(),
+                    name: "ada".into(),
+                    token: "t".into(),
+                    rooms: vec!["lobby".into(), "ops".into()],
+                }
+                .into(),
+                r#"{"socketType":"welcome","session":"s-1","name":"ada","token":"t","rooms":["lobby","ops"]}"#,
+            ),
+            (
+                Welcome {
+                    session: "s-1".into(),
+                    name: "ada".into(),
+                    token: "t".into(),
+                    rooms: vec![],
+                }
+                .into(),
+                r#"{"socketType":"welcome","session":"s-1","name":"ada","token":"t","rooms":[]}"#,
+            ),
+            (
+                Ack { id: "c1".into() }.into(),
+                r#"{"socketType":"ack","id":"c1"}"#,
+            ),
+            (
+                chat(1).into(),
+                r#"{"socketType":"chat.message","stream":"lobby","epoch":3,"seq":1,"id":"c1","from":"ada","text":"hi \"there\"\n","at":1700000000005}"#,
+            ),
+            (
+                Joined {
+                    stream: "lobby".into(),
+                    last_seq: 9,
+                    epoch: 3,
+                }
+                .into(),
+                r#"{"socketType":"joined","stream":"lobby","last_seq":9,"epoch":3}"#,
+            ),
+            (
+                Presence {
+                    room: "lobby".into(),
+                    users: vec!["ada".into(), "bob".into()],
+                }
+                .into(),
+                r#"{"socketType":"presence","room":"lobby","users":["ada","bob"]}"#,
+            ),
+            (
+                Typing {
+                    room: "lobby".into(),
+                    from: "ada".into(),
+                }
+                .into(),
+                r#"{"socketType":"typing","room":"lobby","from":"ada"}"#,
+            ),
+            (
+                HistoryPage {
+                    room: "lobby".into(),
+                    epoch: 3,
+                    before: 3,
+                    messages: vec![chat(2)],
+                    has_more: true,
+                }
+                .into(),
+                r#"{"socketType":"history","room":"lobby","epoch":3,"before":3,"messages":[{"stream":"lobby","epoch":3,"seq":2,"id":"c1","from":"ada","text":"hi \"there\"\n","at":1700000000005}],"has_more":true}"#,
+            ),
+            (
+                HistoryPage {
+                    room: "lobby".into(),
+                    epoch: 3,
+                    before: 1,
+                    messages: vec![],
+                    has_more: false,
+                }
+                .into(),
+                r#"{"socketType":"history","room":"lobby","epoch":3,"before":1,"messages":[],"has_more":false}"#,
+            ),
+            (
+                Rooms { rooms: vec![] }.into(),
+                r#"{"socketType":"rooms","rooms":[]}"#,
+            ),
+            (
+                Rooms {
+                    rooms: vec![RoomSummary {
+                        name: "lobby".into(),
+                        epoch: 3,
+                        last_seq: 9,
+                        online: 2,
+                    }],
+                }
+                .into(),
+                r#"{"socketType":"rooms","rooms":[{"name":"lobby","epoch":3,"last_seq":9,"online":2}]}"#,
+            ),
+            (
+                MetricsSample {
+                    at: 7,
+                    cpu_total: 12.5,
+                    cpu_per_core: vec![1.0, 2.5],
+                    mem_used: 1024,
+                    mem_total: 4096,
+                    load: [0.5, 0.25, 0.125],
+                    net_rx_per_sec: 10,
+                    net_tx_per_sec: 20,
+                    connections: 3,
+                    messages_in_per_sec: 1.5,
+                    messages_out_per_sec: 2.5,
+                    rooms: 4,
+                    uptime_secs: 60,
+                }
+                .into(),
+                r#"{"socketType":"metrics.sample","at":7,"cpu_total":12.5,"cpu_per_core":[1.0,2.5],"mem_used":1024,"mem_total":4096,"load":[0.5,0.25,0.125],"net_rx_per_sec":10,"net_tx_per_sec":20,"connections":3,"messages_in_per_sec":1.5,"messages_out_per_sec":2.5,"rooms":4,"uptime_secs":60}"#,
+            ),
+            (
+                ErrorFrame {
+                    code: error_code::BAD_JSON.into(),
+                    message: "nope".into(),
+                    id: None,
+                    retry_after_ms: None,
+                }
+                .into(),
+                r#"{"socketType":"error","code":"bad_json","message":"nope"}"#,
+            ),
+            (
+                ErrorFrame {
+                    code: error_code::RATE_LIMITED.into(),
+                    message: "slow down".into(),
+                    id: Some("c9".into()),
+                    retry_after_ms: Some(250),
+                }
+                .into(),
+                r#"{"socketType":"error","code":"rate_limited","message":"slow down","id":"c9","retry_after_ms":250}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_server_message_keeps_its_exact_wire_text() {
+        for (msg, json) in server_frames() {
+            assert_eq!(msg.to_json(), json);
+            let back: ServerMessage = serde_json::from_str(json).expect("parses");
+            assert_eq!(back, msg, "{json}");
+        }
+    }
+
+    #[test]
+    fn every_variant_is_covered_and_names_its_socket_type() {
+        let frames = server_frames();
+        let mut seen = std::collections::BTreeSet::new();
+        for (msg, json) in &frames {
+            let value: serde_json::Value = serde_json::from_str(json).expect("json");
+            assert_eq!(value["socketType"], msg.socket_type(), "{json}");
+            seen.insert(msg.socket_type());
+        }
+        // One entry per variant of `ServerMessage`.
+        assert_eq!(seen.len(), 12, "{seen:?}");
+    }
+
+    fn payload_decodes<T>(json: &str, expected: &T)
+    where
+        T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let payload: T = serde_json::from_str(json).expect("the payload decodes from its frame");
+        assert_eq!(&payload, expected, "{json}");
+        let value: serde_json::Value = serde_json::from_str(json).expect("json");
+        let payload = T::deserialize(&value).expect("and from the parsed frame");
+        assert_eq!(&payload, expected, "{json}");
+    }
+
+    #[test]
+    fn every_payload_decodes_from_its_whole_frame() {
+        for (msg, json) in server_frames() {
+            match &msg {
+                ServerMessage::Pong(p) => payload_decodes(json, p),
+                ServerMessage::Limits(p) => payload_decodes(json, p),
+                ServerMessage::Welcome(p) => payload_decodes(json, p),
+                ServerMessage::Ack(p) => payload_decodes(json, p),
+                ServerMessage::ChatMessage(p) => payload_decodes(json, p),
+                ServerMessage::Joined(p) => payload_decodes(json, p),
+                ServerMessage::Presence(p) => payload_decodes(json, p),
+                ServerMessage::Typing(p) => payload_decodes(json, p),
+                ServerMessage::History(p) => payload_decodes(json, p),
+                ServerMessage::Rooms(p) => payload_decodes(json, p),
+                ServerMessage::MetricsSample(p) => payload_decodes(json, p),
+                ServerMessage::Error(p) => payload_decodes(json, p),
+            }
+        }
+    }
+
+    #[test]
+    fn a_payload_refuses_a_frame_lacking_its_fields() {
+        let typing = r#"{"socketType":"typing","room":"lobby","from":"ada"}"#;
+        assert!(serde_json::from_str::<Presence>(typing).is_err());
+        assert!(serde_json::from_str::<Joined>(typing).is_err());
+        assert!(serde_json::from_str::<Typing>(typing).is_ok());
     }
 
     #[test]
@@ -803,13 +1075,13 @@ mod tests {
                 limit: 50,
             }
         );
-        let json = ServerMessage::History {
+        let json = ServerMessage::History(HistoryPage {
             room: "r".into(),
             epoch: 8,
             before: 51,
             messages: vec![],
             has_more: false,
-        }
+        })
         .to_json();
         assert_eq!(
             json,

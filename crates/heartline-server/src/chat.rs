@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use heartline_protocol::{ChatMessage, RoomSummary, ServerMessage};
+use heartline_protocol::{ChatMessage, Presence, RoomSummary, ServerMessage, Typing};
 
 use crate::peer::{ConnId, Outbound, Peer};
 use crate::store::UserId;
@@ -374,20 +374,20 @@ impl Hub {
         if send_now {
             self.broadcast_presence(room);
         } else if let Some(joiner) = joiner {
-            joiner.push(Outbound::Text(frame(&ServerMessage::Presence {
+            joiner.push(Outbound::Text(frame(&ServerMessage::Presence(Presence {
                 room: room.to_string(),
                 users: self.presence(room),
-            })));
+            }))));
         }
     }
 
     /// Sends the room's current presence to all its members.
     pub fn broadcast_presence(&self, room: &str) -> usize {
         let users = self.presence(room);
-        let msg = frame(&ServerMessage::Presence {
+        let msg = frame(&ServerMessage::Presence(Presence {
             room: room.to_string(),
             users,
-        });
+        }));
         self.fan_out(room, None, &msg)
     }
 
@@ -404,10 +404,10 @@ impl Hub {
 
     /// Relays "`from` is typing" to the other members of a room.
     pub fn typing(&self, room: &str, sender: ConnId, from: &str) -> usize {
-        let text = frame(&ServerMessage::Typing {
+        let text = frame(&ServerMessage::Typing(Typing {
             room: room.to_string(),
             from: from.to_string(),
-        });
+        }));
         self.fan_out(room, Some(sender), &text)
     }
 

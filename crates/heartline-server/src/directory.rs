@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use heartline_protocol::ServerMessage;
+use heartline_protocol::{Rooms, ServerMessage};
 use tokio::sync::watch;
 
 use crate::chat::Hub;
@@ -39,9 +39,9 @@ struct Inner {
 /// The `rooms` frame for the hub's current directory.
 pub fn frame(hub: &Hub) -> Utf8Bytes {
     Utf8Bytes::from(
-        ServerMessage::Rooms {
+        ServerMessage::Rooms(Rooms {
             rooms: hub.directory(),
-        }
+        })
         .to_json(),
     )
 }

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use heartline_protocol::{
-    ChatMessage, ClientMessage, MAX_FRAME_BYTES, MAX_HISTORY_PAGE, MAX_ROOM_CHARS, PLAIN_PING,
-    PLAIN_PONG, ServerMessage, close_code, error_code, message_id, validate_name, validate_room,
-    validate_text,
+    Ack, ChatMessage, ClientMessage, ErrorFrame, HistoryPage, Joined, MAX_FRAME_BYTES,
+    MAX_HISTORY_PAGE, MAX_ROOM_CHARS, PLAIN_PING, PLAIN_PONG, Pong, ServerMessage, Welcome,
+    close_code, error_code, message_id, validate_name, validate_room, validate_text,
 };
 use serde_json::Value;
 
@@ -95,24 +95,24 @@ impl Refused {
 
     /// The `error` frame, naming `id`.
     fn to_frame(&self, id: Option<String>) -> ServerMessage {
-        ServerMessage::Error {
+        ServerMessage::Error(ErrorFrame {
             code: self.code.into(),
             message: self.message.clone(),
             id,
             retry_after_ms: self.retry_after_ms,
-        }
+        })
     }
 }
 
 /// The `rate_limited` refusal of a frame the transport did not admit: it
 /// names the frame's id and when to send it again.
 pub(crate) fn rate_limited(text: &str, wait: std::time::Duration) -> ServerMessage {
-    ServerMessage::Error {
+    ServerMessage::Error(ErrorFrame {
         code: error_code::RATE_LIMITED.into(),
         message: "too many messages; send again after retry_after_ms".into(),
         id: frame_id(text),
         retry_after_ms: Some(retry_after_ms(wait)),
-    }
+    })
 }
 
 /// The `id` of a raw client frame, if it has one that can be echoed.
@@ -160,7 +160,7 @@ impl Session {
         match self.handle(msg).await {
             Ok(()) => {
                 if let Some(id) = id {
-                    self.reply(ServerMessage::Ack { id }).await;
+                    self.reply(ServerMessage::Ack(Ack { id })).await;
                 }
             }
             Err(refused) => self.refuse(refused, id).await,
@@ -183,7 +183,7 @@ impl Session {
     async fn handle(&mut self, msg: ClientMessage) -> Result<(), Refused> {
         let user = match (&msg, &self.user) {
             (ClientMessage::Ping { t }, _) => {
-                self.reply(ServerMessage::Pong { t: *t }).await;
+                self.reply(ServerMessage::Pong(Pong { t: *t })).await;
                 return Ok(());
             }
             (ClientMessage::Hello { name, token }, _) => {
@@ -256,12 +256,12 @@ impl Session {
             name: name.clone(),
             _online: self.state.online().enter(id),
         });
-        self.reply(ServerMessage::Welcome {
+        self.reply(ServerMessage::Welcome(Welcome {
             session: crate::ids::session_id(self.peer.id),
             name,
             token,
             rooms: self.state.hub().room_names(),
-        })
+        }))
         .await;
         // The room directory right after the welcome, then its changes.
         self.state
@@ -318,11 +318,11 @@ impl Session {
                 .map(|m| Utf8Bytes::from(ServerMessage::ChatMessage(m).to_json()))
                 .collect();
             frames.push(Utf8Bytes::from(
-                ServerMessage::Joined {
+                ServerMessage::Joined(Joined {
                     stream: key.clone(),
                     last_seq: history.last_seq,
                     epoch: history.epoch,
-                }
+                })
                 .to_json(),
             ));
             hub.join(&key, &peer, user, &name, frames)
@@ -434,12 +434,14 @@ fn history_frame(room: String, before: u64, page: Page, max_bytes: usize) -> Utf
         mut messages,
         mut has_more,
     } = page;
-    let envelope = |messages: Vec<ChatMessage>, has_more: bool| ServerMessage::History {
-        room: room.clone(),
-        epoch,
-        before,
-        messages,
-        has_more,
+    let envelope = |messages: Vec<ChatMessage>, has_more: bool| {
+        ServerMessage::History(HistoryPage {
+            room: room.clone(),
+            epoch,
+            before,
+            messages,
+            has_more,
+        })
     };
     // Empty list, `has_more: false`: the longest "true" is one byte shorter.
     let mut budget = max_bytes.saturating_sub(envelope(Vec::new(), false).to_json().len());
@@ -549,14 +551,14 @@ mod tests {
         let wait = std::time::Duration::from_micros(1500);
         assert_eq!(
             rate_limited(r#"{"socketType":"chat.send","id":"c9"}"#, wait),
-            ServerMessage::Error {
+            ServerMessage::Error(ErrorFrame {
                 code: error_code::RATE_LIMITED.into(),
                 message: "too many messages; send again after retry_after_ms".into(),
                 id: Some("c9".into()),
                 retry_after_ms: Some(2),
-            }
+            })
         );
-        let ServerMessage::Error { id, .. } = rate_limited("not json", wait) else {
+        let ServerMessage::Error(ErrorFrame { id, .. }) = rate_limited("not json", wait) else {
             panic!("an error frame");
         };
         assert_eq!(id, None);
@@ -589,9 +591,9 @@ mod history_tests {
         };
         let text = history_frame("r".into(), 11, page.clone(), 4500);
         assert!(text.len() <= 4500, "{}", text.len());
-        let ServerMessage::History {
+        let ServerMessage::History(HistoryPage {
             messages, has_more, ..
-        } = serde_json::from_str(text.as_str()).unwrap()
+        }) = serde_json::from_str(text.as_str()).unwrap()
         else {
             panic!("a history frame");
         };
@@ -599,9 +601,9 @@ mod history_tests {
         assert_eq!((seqs, has_more), (vec![7, 8, 9, 10], true));
         // A page that fits is sent whole.
         let text = history_frame("r".into(), 11, page, MAX_FRAME_BYTES);
-        let ServerMessage::History {
+        let ServerMessage::History(HistoryPage {
             messages, has_more, ..
-        } = serde_json::from_str(text.as_str()).unwrap()
+        }) = serde_json::from_str(text.as_str()).unwrap()
         else {
             panic!("a history frame");
         };

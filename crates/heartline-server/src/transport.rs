@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, body::Bytes};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use heartline_protocol::{ServerMessage, close_code};
+use heartline_protocol::{Limits, ServerMessage, close_code};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -107,11 +107,11 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
     tracing::debug!(conn_id, ?ip, "connected");
 
     // The limits go first, before anything the client could trigger.
-    peer.push(frame(&ServerMessage::Limits {
+    peer.push(frame(&ServerMessage::Limits(Limits {
         rate: config.rate,
         burst: config.burst,
         max_frame_bytes: config.max_frame_bytes.max(1024),
-    }));
+    })));
     let last_seen = Arc::new(LastSeen::new());
     let (sink, stream) = socket.split();
     let send = SendLoop {

@@ -857,11 +857,8 @@ fn volatile_messages_are_never_queued() {
     );
     h.connect();
     assert_eq!(h.conn.send_volatile(typing.clone()), Ok(()));
-    let sent = frames(&h.drain());
-    assert_eq!(
-        sent,
-        vec![r#"{"room":"lobby","socketType":"typing"}"#.to_owned()]
-    );
+    let sent = json_frames(&h.drain());
+    assert_eq!(sent, vec![json!({"room":"lobby","socketType":"typing"})]);
     h.server_close(1006);
     assert_eq!(h.conn.send_volatile(typing), Err(SendError::NotOpen));
     h.advance_to(1_000);
@@ -1100,8 +1097,8 @@ fn standing_subscription_added_while_open_is_sent_at_once_and_resumes_with_since
         )
         .unwrap();
     assert_eq!(
-        frames(&h.drain()),
-        vec![r#"{"room":"lobby","socketType":"join"}"#]
+        json_frames(&h.drain()),
+        vec![json!({"room":"lobby","socketType":"join"})]
     );
     h.frame(&chat("lobby", 1));
     h.frame(&chat("lobby", 2));
@@ -1111,8 +1108,8 @@ fn standing_subscription_added_while_open_is_sent_at_once_and_resumes_with_since
         socket: SocketId(2),
     });
     assert_eq!(
-        frames(&actions),
-        vec![r#"{"room":"lobby","since":2,"socketType":"join"}"#]
+        json_frames(&actions),
+        vec![json!({"room":"lobby","since":2,"socketType":"join"})]
     );
     h.conn.remove_standing("room:lobby");
     h.server_close(1006);
@@ -1202,8 +1199,8 @@ fn gap_opened_while_open_asks_again_and_is_skipped_after_a_timeout() {
     h.frame(&chat("lobby", 1));
     let actions = h.frame(&chat("lobby", 5));
     assert_eq!(
-        frames(&actions),
-        vec![r#"{"room":"lobby","since":1,"socketType":"join"}"#],
+        json_frames(&actions),
+        vec![json!({"room":"lobby","since":1,"socketType":"join"})],
         "asks for what it missed"
     );
     h.now = 4_000;

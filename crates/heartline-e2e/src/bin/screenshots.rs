@@ -154,6 +154,22 @@ fn chat_ready(browser: &Browser, timeout: Duration) -> ReadyFuture<'_> {
     Box::pin(async move {
         browser.wait_for(".messages", timeout).await?;
         browser.wait_for(".message", timeout).await?;
+        banner_settled(browser, timeout).await
+    })
+}
+
+/// The "Connected" banner shows for a moment after each connect, floating
+/// over the page; a picture of the page waits until it has hidden again.
+fn banner_settled(browser: &Browser, timeout: Duration) -> ReadyFuture<'_> {
+    Box::pin(async move {
+        browser
+            .wait_until(
+                "the Connected banner to hide",
+                "const b = document.querySelector('.hl-banner'); \
+                 return !!b && b.dataset.status === 'open' && b.hidden;",
+                timeout,
+            )
+            .await?;
         Ok(())
     })
 }
@@ -179,7 +195,7 @@ fn dashboard_ready(browser: &Browser, timeout: Duration) -> ReadyFuture<'_> {
                 timeout,
             )
             .await?;
-        Ok(())
+        banner_settled(browser, timeout).await
     })
 }
 

@@ -203,9 +203,11 @@ fn duration(ms: Millis) -> String {
     if ms < 1_000 {
         format!("{ms} ms")
     } else if ms.is_multiple_of(1_000) || ms >= 10_000 {
-        format!("{} s", (ms as f64 / 1_000.0).round())
+        format!("{} s", (ms + 500) / 1_000)
     } else {
-        format!("{:.1} s", ms as f64 / 1_000.0)
+        // Integer arithmetic: no float formatting code in the wasm.
+        let tenths = (ms + 50) / 100;
+        format!("{}.{} s", tenths / 10, tenths % 10)
     }
 }
 
@@ -246,6 +248,16 @@ impl fmt::Display for TimelineEvent {
             TimelineEvent::Failed { reason } => write!(f, "gave up: {reason}"),
             TimelineEvent::Degraded { on: true } => f.write_str("link degraded"),
             TimelineEvent::Degraded { on: false } => f.write_str("link recovered"),
+            // Frames of a type nobody handles are kept for `last`, not
+            // dropped: say so rather than "refused".
+            TimelineEvent::FramesRefused {
+                kind: RefusedKind::UnknownType,
+                count,
+            } => write!(
+                f,
+                "{} no handler",
+                plural(*count, "frame of a type with", "frames of types with")
+            ),
             TimelineEvent::FramesRefused { kind, count } => {
                 write!(
                     f,

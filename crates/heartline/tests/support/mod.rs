@@ -182,6 +182,16 @@ pub fn frames(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
+/// The frames written, parsed: compare these, not the text, since key order
+/// is not part of the contract (and serde_json's `preserve_order`, which a
+/// workspace dependency may switch on, changes it).
+pub fn json_frames(actions: &[Action]) -> Vec<serde_json::Value> {
+    frames(actions)
+        .iter()
+        .map(|text| serde_json::from_str(text).expect("frames are JSON"))
+        .collect()
+}
+
 pub fn delivered(actions: &[Action]) -> Vec<Inbound> {
     actions
         .iter()
