@@ -125,7 +125,8 @@ impl Reducible for RoomState {
             RoomAction::LoadingOlder => next.loading_older = true,
             RoomAction::Presence(users) => next.users = users,
             RoomAction::Sent(pending) => {
-                if !next.pending.iter().any(|p| p.id == pending.id) {
+                let shown = next.messages.iter().any(|m| m.id == pending.id.as_str());
+                if !shown && !next.pending.iter().any(|p| p.id == pending.id) {
                     next.pending.push(pending);
                 }
             }
@@ -293,11 +294,15 @@ pub fn use_room(room: AttrValue) -> RoomHandle {
         Some(room.as_str()),
     );
 
-    // Messages typed before a reload that are still in the outbox.
+    // Messages typed before a reload that are still in the outbox. The
+    // provider restores the outbox in its own effect, which runs after this
+    // one (children first): look again once the outbox holds something.
     {
         let state = state.clone();
         let socket = socket.clone();
-        use_effect_with(room.clone(), move |room| {
+        let stats = socket.stats();
+        let waiting = stats.queued + stats.in_flight > 0;
+        use_effect_with((room.clone(), waiting), move |(room, _)| {
             for pending in queued_in_outbox(&socket.export_outbox(), room) {
                 state.dispatch(RoomAction::Sent(pending));
             }

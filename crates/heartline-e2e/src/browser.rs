@@ -27,6 +27,15 @@ pub const CHROMIUM_ARGS: &[&str] = &[
     "--disable-quic",
 ];
 
+/// The switches chromedriver adds by default that keep a hidden or
+/// occluded tab's timers running at full speed; exclude them
+/// ([`BrowserOptions::exclude_switches`]) to get Chrome's real background
+/// throttling.
+pub const THROTTLING_SWITCHES: &[&str] = &[
+    "disable-background-timer-throttling",
+    "disable-backgrounding-occluded-windows",
+];
+
 /// Debian's browser binary (`/usr/bin/chromium` is a wrapper script).
 const DEBIAN_CHROMIUM: &str = "/usr/lib/chromium/chromium";
 
@@ -40,6 +49,10 @@ pub struct BrowserOptions {
     pub chromium: Option<PathBuf>,
     /// Arguments beyond [`CHROMIUM_ARGS`].
     pub extra_args: Vec<String>,
+    /// Switches chromedriver passes by default that this session must not
+    /// get, without the leading dashes (chromeOptions `excludeSwitches`),
+    /// e.g. [`THROTTLING_SWITCHES`] to let hidden tabs be throttled.
+    pub exclude_switches: Vec<String>,
     /// Deadline for chromedriver to answer and the session to open.
     pub start_timeout: Duration,
     /// Where chromedriver writes its log; `None` discards it.
@@ -55,6 +68,7 @@ impl Default for BrowserOptions {
                 .unwrap_or_else(|| PathBuf::from("/usr/bin/chromedriver")),
             chromium: chromium.exists().then(|| chromium.to_path_buf()),
             extra_args: Vec::new(),
+            exclude_switches: Vec::new(),
             start_timeout: Duration::from_secs(30),
             chromedriver_log: None,
         }
@@ -150,6 +164,9 @@ impl Browser {
             .chain(options.extra_args.iter().map(String::as_str))
         {
             caps.add_arg(arg)?;
+        }
+        for switch in &options.exclude_switches {
+            caps.add_exclude_switch(switch)?;
         }
         if let Some(binary) = &options.chromium {
             caps.set_binary(&binary.display().to_string())?;

@@ -31,6 +31,7 @@ mod error;
 mod http;
 mod stack;
 
+pub use browser::THROTTLING_SWITCHES;
 pub use browser::{Browser, BrowserOptions, CHROMIUM_ARGS, ColorScheme};
 pub use error::{Error, Result};
 pub use http::{HttpResponse, http_request};
