@@ -140,7 +140,12 @@ fn dist_with_config(dist: &Path, config: &str) -> Outcome<tempfile::TempDir> {
     let html = std::fs::read_to_string(&index).ctx(format!("reading {}", index.display()))?;
     let start = html
         .find(r#"<meta name="heartline-config""#)
-        .ok_or_else(|| format!("{} has no <meta name=\"heartline-config\">", index.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{} has no <meta name=\"heartline-config\">",
+                index.display()
+            )
+        })?;
     let end = start
         + html[start..]
             .find('>')
@@ -411,7 +416,8 @@ async fn wait_text(
     check: impl Fn(&str) -> bool,
 ) -> Outcome<String> {
     let deadline = Instant::now() + T;
-    let script = format!("const e = document.querySelector({css:?}); return e ? e.textContent : null;");
+    let script =
+        format!("const e = document.querySelector({css:?}); return e ? e.textContent : null;");
     loop {
         let now = b.execute(&script, Vec::new()).await.ok();
         let text = now.as_ref().and_then(Value::as_str).map(str::to_owned);
@@ -463,8 +469,14 @@ async fn two_users_chat(s: &mut Scenario) -> Outcome {
     let (a, b) = (s.b(ada), s.b(bo));
 
     // Presence: each sees the other in the room.
-    wait_text(a, ".room__people", "ada to see bo here", |t| t.contains("bo")).await?;
-    wait_text(b, ".room__people", "bo to see ada here", |t| t.contains("ada")).await?;
+    wait_text(a, ".room__people", "ada to see bo here", |t| {
+        t.contains("bo")
+    })
+    .await?;
+    wait_text(b, ".room__people", "bo to see ada here", |t| {
+        t.contains("ada")
+    })
+    .await?;
 
     // Typing: ada types without sending; bo sees it.
     a.type_into("#composer-text", "hello b", T)
@@ -557,7 +569,10 @@ async fn cut_link(s: &mut Scenario) -> Outcome {
     })
     .await?;
 
-    s.stack.set_mode(ProxyMode::Cut).await.ctx("cutting the link")?;
+    s.stack
+        .set_mode(ProxyMode::Cut)
+        .await
+        .ctx("cutting the link")?;
     let (a, b) = (s.b(ada), s.b(bo));
     wait_status(a, &["reconnecting"], T)
         .await
@@ -590,7 +605,11 @@ async fn cut_link(s: &mut Scenario) -> Outcome {
     if status(b).await?.as_deref() != Some("open") {
         return Err("bo's direct link should stay open during ada's cut".into());
     }
-    if shown(b).await?.iter().any(|m| m.text.starts_with("while cut")) {
+    if shown(b)
+        .await?
+        .iter()
+        .any(|m| m.text.starts_with("while cut"))
+    {
         return Err("bo sees a message ada sent while cut before the link is back".into());
     }
 
@@ -601,7 +620,8 @@ async fn cut_link(s: &mut Scenario) -> Outcome {
     wait_status(a, &["open"], T)
         .await
         .ctx("ada's banner after the link is back")?;
-    let all_five = |m: &[Shown]| texts.iter().all(|t| count(m, t) >= 1) && !m.iter().any(|m| m.pending);
+    let all_five =
+        |m: &[Shown]| texts.iter().all(|t| count(m, t) >= 1) && !m.iter().any(|m| m.pending);
     let ada_view = wait_shown(a, "ada to see her 5 messages stored", T, all_five).await?;
     let bo_view = wait_shown(b, "bo to see ada's 5 messages", T, all_five).await?;
     for (who, view) in [("ada", &ada_view), ("bo", &bo_view)] {
@@ -710,11 +730,16 @@ async fn stalled_link(s: &mut Scenario) -> Outcome {
     wait_status(a, &["open"], T)
         .await
         .ctx("the banner after the stall ends")?;
-    let view = wait_shown(a, "the message typed during the stall to be acked", T, |m| {
-        m.iter()
-            .any(|m| m.text == "during the stall" && m.state.as_deref() == Some("acked"))
-            && !m.iter().any(|m| m.pending)
-    })
+    let view = wait_shown(
+        a,
+        "the message typed during the stall to be acked",
+        T,
+        |m| {
+            m.iter()
+                .any(|m| m.text == "during the stall" && m.state.as_deref() == Some("acked"))
+                && !m.iter().any(|m| m.pending)
+        },
+    )
     .await?;
     for text in ["before the stall", "during the stall"] {
         if count(&view, text) != 1 {
@@ -802,7 +827,9 @@ async fn leave_dashboard(s: &mut Scenario) -> Outcome {
     let chat = a
         .driver()
         .ctx("the driver")?
-        .find(By::XPath("//nav//a[contains(@class,'nav__link')][normalize-space()='Chat']"))
+        .find(By::XPath(
+            "//nav//a[contains(@class,'nav__link')][normalize-space()='Chat']",
+        ))
         .await
         .ctx("the Chat link in the nav")?;
     chat.click().await.ctx("clicking Chat")?;
@@ -817,7 +844,9 @@ async fn leave_dashboard(s: &mut Scenario) -> Outcome {
         .await
         .ctx("checking the navigation")?;
     if same != Value::Bool(true) {
-        return Err("clicking Chat should be an in-app navigation to /chat, not a page load".into());
+        return Err(
+            "clicking Chat should be an in-app navigation to /chat, not a page load".into(),
+        );
     }
 
     let deadline = Instant::now() + T;
