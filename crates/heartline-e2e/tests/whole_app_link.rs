@@ -1,0 +1,964 @@
+//! Whole-app scenarios of the link (issue 10, scenarios 1, 2, 3, 6 and 9):
+//! the release build of the app, served by the release server, in headless
+//! Chromium, with the fault proxy between the browser and the server.
+//!
+//! Needs `HEARTLINE_E2E_BIN_DIR` (the directory holding the release
+//! `heartline-server` and `heartline-faultproxy`) and `HEARTLINE_E2E_DIST`
+//! (trunk's release `dist/`); without them every test only says it was
+//! skipped. `scripts/test` sets both.
+//!
+//! Every wait is for a condition with a deadline. On a failure the test saves
+//! a screenshot and the console log of each browser under
+//! `<target>/e2e-failures/` and names them in its panic message.
+//!
+//! The scenarios run one at a time (a lock), so timing measurements are not
+//! disturbed by another scenario's browsers on the same two cores.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use heartline_e2e::{Browser, Db, ProxyMode, Stack, StackOptions};
+use serde_json::{Value, json};
+use thirtyfour::prelude::*;
+use tokio::time::Instant;
+
+/// Deadline of one ordinary wait (a page, a message, a status).
+const T: Duration = Duration::from_secs(20);
+/// The room every scenario chats in.
+const ROOM: &str = "lobby";
+
+/// One scenario at a time in this binary.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs in every page before the app: records the console (for failure
+/// reports), counts the frames every WebSocket receives by `socketType`, and
+/// logs each change of the banner's `data-status` with its time.
+const INIT_SCRIPT: &str = r#"
+(() => {
+  if (window.__hl) return;
+  const hl = window.__hl = { console: [], frames: [], banner: [], sockets: 0 };
+  const text = (a) => {
+    if (typeof a === 'string') return a;
+    if (a instanceof Error) return a.stack || String(a);
+    try { return JSON.stringify(a); } catch (_) { return String(a); }
+  };
+  const push = (level, args) => {
+    hl.console.push(new Date().toISOString() + ' ' + level + ': ' + Array.from(args).map(text).join(' '));
+    if (hl.console.length > 5000) hl.console.shift();
+  };
+  for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
+    const original = console[level];
+    console[level] = function (...args) { push(level, args); return original.apply(this, args); };
+  }
+  window.addEventListener('error', (e) => push('uncaught', [e.message + ' at ' + e.filename + ':' + e.lineno]));
+  window.addEventListener('unhandledrejection', (e) => push('unhandled rejection', [text(e.reason)]));
+  const Native = window.WebSocket;
+  class CountingWebSocket extends Native {
+    constructor(...args) {
+      super(...args);
+      hl.sockets += 1;
+      const socket = hl.sockets;
+      this.addEventListener('message', (event) => {
+        let type = 'binary';
+        if (typeof event.data === 'string') {
+          try { type = JSON.parse(event.data).socketType || '?'; } catch (_) { type = 'text'; }
+        }
+        hl.frames.push({ type, socket, t: Date.now() });
+      });
+    }
+  }
+  window.WebSocket = CountingWebSocket;
+  const record = () => {
+    const banner = document.querySelector('.hl-banner');
+    const status = banner ? banner.getAttribute('data-status') : null;
+    const last = hl.banner[hl.banner.length - 1];
+    if (!last || last.status !== status) hl.banner.push({ status, t: Date.now() });
+  };
+  new MutationObserver(record).observe(document, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'],
+  });
+})();
+"#;
+
+type Outcome<T = ()> = Result<T, String>;
+
+/// Adds what was being done to an error.
+trait Context<T> {
+    fn ctx(self, what: impl Display) -> Outcome<T>;
+}
+
+impl<T, E: Display> Context<T> for Result<T, E> {
+    fn ctx(self, what: impl Display) -> Outcome<T> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// Where the built binaries and the dist are; `None` skips.
+struct Inputs {
+    bin_dir: PathBuf,
+    dist: PathBuf,
+}
+
+fn inputs(test: &str) -> Option<Inputs> {
+    let bin_dir = std::env::var_os("HEARTLINE_E2E_BIN_DIR").map(PathBuf::from);
+    let dist = std::env::var_os("HEARTLINE_E2E_DIST").map(PathBuf::from);
+    match (bin_dir, dist) {
+        (Some(bin_dir), Some(dist)) => Some(Inputs { bin_dir, dist }),
+        _ => {
+            eprintln!(
+                "{test}: skipped: set HEARTLINE_E2E_BIN_DIR and HEARTLINE_E2E_DIST to run the whole-app tests"
+            );
+            None
+        }
+    }
+}
+
+/// `<target>/e2e-failures`: the test binary lives in `<target>/<profile>/deps`.
+fn failures_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HEARTLINE_E2E_FAILURES") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("e2e-failures")
+}
+
+/// Copies the dist to a temporary directory with the socket settings of the
+/// `<meta name="heartline-config">` tag set to `config`.
+fn dist_with_config(dist: &Path, config: &str) -> Outcome<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("heartline-e2e-dist.")
+        .tempdir()
+        .ctx("creating a temporary dist")?;
+    copy_dir(dist, dir.path())?;
+    let index = dir.path().join("index.html");
+    let html = std::fs::read_to_string(&index).ctx(format!("reading {}", index.display()))?;
+    let start = html
+        .find(r#"<meta name="heartline-config""#)
+        .ok_or_else(|| {
+            format!(
+                "{} has no <meta name=\"heartline-config\">",
+                index.display()
+            )
+        })?;
+    let end = start
+        + html[start..]
+            .find('>')
+            .ok_or_else(|| format!("{}: unterminated heartline-config meta", index.display()))?
+        + 1;
+    let tag = format!(r#"<meta name="heartline-config" content="{config}">"#);
+    let html = format!("{}{tag}{}", &html[..start], &html[end..]);
+    std::fs::write(&index, html).ctx(format!("writing {}", index.display()))?;
+    Ok(dir)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Outcome {
+    let entries = std::fs::read_dir(from).ctx(format!("reading the dist {}", from.display()))?;
+    for entry in entries {
+        let entry = entry.ctx(format!("reading {}", from.display()))?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().ctx("reading a file type")?;
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).ctx(format!("creating {}", target.display()))?;
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .ctx(format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One scenario's world: the stack, its dist, and the users' browsers. On a
+/// failure it saves what each browser shows and logged.
+struct Scenario {
+    name: &'static str,
+    stack: Stack,
+    users: Vec<(String, Browser)>,
+    _dist: tempfile::TempDir,
+    started: Instant,
+}
+
+impl Scenario {
+    async fn start(
+        name: &'static str,
+        inputs: &Inputs,
+        config: &str,
+        server_args: &[&str],
+    ) -> Outcome<Scenario> {
+        let dist = dist_with_config(&inputs.dist, config)?;
+        let mut options = StackOptions::new(dist.path());
+        options.server_bin = inputs.bin_dir.join("heartline-server");
+        options.proxy_bin = inputs.bin_dir.join("heartline-faultproxy");
+        options.db = Db::Temp;
+        options.server_args = server_args.iter().map(Into::into).collect();
+        let stack = Stack::start(options)
+            .await
+            .ctx("starting the server and the fault proxy")?;
+        Ok(Scenario {
+            name,
+            stack,
+            users: Vec::new(),
+            _dist: dist,
+            started: Instant::now(),
+        })
+    }
+
+    /// A new browser (its own profile) for `name`, past the name prompt, on
+    /// `url`'s room with the link open. Answers the user's index.
+    async fn user(&mut self, name: &str, url: &str) -> Outcome<usize> {
+        let browser = Browser::start()
+            .await
+            .ctx(format!("starting {name}'s browser"))?;
+        self.users.push((name.to_owned(), browser));
+        let index = self.users.len() - 1;
+        let b = self.b(index);
+        b.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": INIT_SCRIPT }),
+        )
+        .await
+        .ctx("installing the init script")?;
+        b.goto(url).await.ctx(format!("{name} opening {url}"))?;
+        // yew-hooks keeps the name as JSON: a quoted string.
+        b.set_local_storage("heartline.name", &json!(name).to_string())
+            .await
+            .ctx("setting the display name")?;
+        b.reload().await.ctx("reloading past the name prompt")?;
+        wait_status(b, &["open"], T)
+            .await
+            .ctx(format!("{name}'s banner to say open"))?;
+        Ok(index)
+    }
+
+    fn b(&self, index: usize) -> &Browser {
+        &self.users[index].1
+    }
+
+    /// Saves the artifacts on failure and panics naming them; quits the
+    /// browsers either way.
+    async fn finish(self, outcome: Outcome) {
+        let elapsed = self.started.elapsed();
+        if let Err(error) = outcome {
+            let dir = failures_dir();
+            let _ = std::fs::create_dir_all(&dir);
+            let mut saved = Vec::new();
+            for (user, browser) in &self.users {
+                let png = dir.join(format!("{}-{user}.png", self.name));
+                match browser.screenshot(&png).await {
+                    Ok(()) => saved.push(png.display().to_string()),
+                    Err(e) => saved.push(format!("(no screenshot of {user}: {e})")),
+                }
+                let log = dir.join(format!("{}-{user}.console.txt", self.name));
+                let console = browser
+                    .execute(
+                        "const hl = window.__hl || {}; return [\
+                         'url: ' + location.href,\
+                         'banner: ' + JSON.stringify(hl.banner || []),\
+                         'frames by type: ' + JSON.stringify((hl.frames || []).reduce((m, f) => (m[f.type] = (m[f.type] || 0) + 1, m), {})),\
+                         '--- console'].concat(hl.console || []).join('\\n');",
+                        Vec::new(),
+                    )
+                    .await
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .unwrap_or_else(|e| format!("(the console could not be read: {e})"));
+                match std::fs::write(&log, console) {
+                    Ok(()) => saved.push(log.display().to_string()),
+                    Err(e) => saved.push(format!("(no console log of {user}: {e})")),
+                }
+            }
+            let logs = dir.join(format!("{}-stack.log", self.name));
+            if std::fs::write(&logs, self.stack.logs_tail(200)).is_ok() {
+                saved.push(logs.display().to_string());
+            }
+            for (_, browser) in self.users {
+                let _ = browser.quit().await;
+            }
+            panic!(
+                "{} failed after {:.1} s: {error}\nsaved: {}",
+                self.name,
+                elapsed.as_secs_f64(),
+                saved.join(", ")
+            );
+        }
+        for (_, browser) in self.users {
+            let _ = browser.quit().await;
+        }
+        eprintln!("{}: passed in {:.1} s", self.name, elapsed.as_secs_f64());
+    }
+}
+
+/// The banner's `data-status`, or `None` when there is no banner.
+async fn status(b: &Browser) -> Outcome<Option<String>> {
+    let value = b
+        .execute(
+            "const b = document.querySelector('.hl-banner'); return b ? b.getAttribute('data-status') : null;",
+            Vec::new(),
+        )
+        .await
+        .ctx("reading the banner")?;
+    Ok(value.as_str().map(str::to_owned))
+}
+
+/// Waits until the banner's `data-status` is one of `any`.
+async fn wait_status(b: &Browser, any: &[&str], timeout: Duration) -> Outcome<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = status(b).await.unwrap_or(None);
+        if let Some(s) = &now
+            && any.contains(&s.as_str())
+        {
+            return Ok(s.clone());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out after {timeout:?} waiting for the banner to say {any:?}; it says {now:?}"
+            ));
+        }
+        tokio::time::sleep(heartline_e2e::POLL).await;
+    }
+}
+
+/// Types `text` into the composer and presses Enter, then waits until the
+/// composer is empty again (the message was taken).
+async fn send(b: &Browser, text: &str) -> Outcome {
+    b.type_into("#composer-text", text, T)
+        .await
+        .ctx(format!("typing {text:?}"))?;
+    b.press_enter("#composer-text", T)
+        .await
+        .ctx(format!("sending {text:?}"))?;
+    b.wait_until(
+        &format!("the composer to clear after sending {text:?}"),
+        "return document.querySelector('#composer-text').value === '';",
+        T,
+    )
+    .await
+    .ctx("sending")?;
+    Ok(())
+}
+
+/// A message as shown: its text, and `data-state` (`acked` on our own
+/// delivered ones, `queued|sent|failed` on our pending ones, `None` on
+/// others'), and whether it is still pending (not yet broadcast).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shown {
+    text: String,
+    state: Option<String>,
+    pending: bool,
+}
+
+/// Every message the room shows, in page order (stored ones, then pending).
+async fn shown(b: &Browser) -> Outcome<Vec<Shown>> {
+    let value = b
+        .execute(
+            "return Array.from(document.querySelectorAll('.messages .message')).map(m => [\
+             (m.querySelector('.message__text') || m).textContent,\
+             m.getAttribute('data-state'),\
+             m.classList.contains('message--pending')]);",
+            Vec::new(),
+        )
+        .await
+        .ctx("reading the messages")?;
+    let rows = value.as_array().cloned().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .map(|row| Shown {
+            text: row[0].as_str().unwrap_or_default().to_owned(),
+            state: row[1].as_str().map(str::to_owned),
+            pending: row[2].as_bool().unwrap_or(false),
+        })
+        .collect())
+}
+
+/// The texts of the stored (broadcast) messages, in order.
+fn stored_texts(messages: &[Shown]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| !m.pending)
+        .map(|m| m.text.clone())
+        .collect()
+}
+
+/// Waits until `check` accepts what `b` shows; answers it. The error
+/// carries the last view.
+async fn wait_shown(
+    b: &Browser,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&[Shown]) -> bool,
+) -> Outcome<Vec<Shown>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = shown(b).await.unwrap_or_default();
+        if check(&now) {
+            return Ok(now);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out after {timeout:?} waiting for {what}; the page shows {now:#?}"
+            ));
+        }
+        tokio::time::sleep(heartline_e2e::POLL).await;
+    }
+}
+
+/// Waits until the text of the first element matching `css` satisfies `check`.
+async fn wait_text(
+    b: &Browser,
+    css: &str,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> Outcome<String> {
+    let deadline = Instant::now() + T;
+    let script =
+        format!("const e = document.querySelector({css:?}); return e ? e.textContent : null;");
+    loop {
+        let now = b.execute(&script, Vec::new()).await.ok();
+        let text = now.as_ref().and_then(Value::as_str).map(str::to_owned);
+        if let Some(text) = &text
+            && check(text)
+        {
+            return Ok(text.clone());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out after {T:?} waiting for {what}; {css} says {text:?}"
+            ));
+        }
+        tokio::time::sleep(heartline_e2e::POLL).await;
+    }
+}
+
+/// `GET /healthz` as JSON.
+async fn healthz(stack: &Stack) -> Outcome<Value> {
+    let answer = stack.healthz().await.ctx("GET /healthz")?;
+    serde_json::from_str(&answer.body).ctx(format!("/healthz is not JSON: {}", answer.body))
+}
+
+/// How many messages in `messages` have exactly this text.
+fn count(messages: &[Shown], text: &str) -> usize {
+    messages.iter().filter(|m| m.text == text).count()
+}
+
+// ---------------------------------------------------------------------------
+// 1. Two users chat.
+
+#[tokio::test]
+async fn two_users_chat_with_presence_and_typing() {
+    let Some(inputs) = inputs("two_users_chat_with_presence_and_typing") else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let mut s = Scenario::start("two-users-chat", &inputs, "", &[])
+        .await
+        .expect("scenario starts");
+    let outcome = two_users_chat(&mut s).await;
+    s.finish(outcome).await;
+}
+
+async fn two_users_chat(s: &mut Scenario) -> Outcome {
+    let url = s.stack.app_url(&format!("/chat/{ROOM}"));
+    let ada = s.user("ada", &url).await?;
+    let bo = s.user("bo", &url).await?;
+    let (a, b) = (s.b(ada), s.b(bo));
+
+    // Presence: each sees the other in the room.
+    wait_text(a, ".room__people", "ada to see bo here", |t| {
+        t.contains("bo")
+    })
+    .await?;
+    wait_text(b, ".room__people", "bo to see ada here", |t| {
+        t.contains("ada")
+    })
+    .await?;
+
+    // Typing: ada types without sending; bo sees it.
+    a.type_into("#composer-text", "hello b", T)
+        .await
+        .ctx("ada typing")?;
+    wait_text(b, ".typing", "bo to see that ada is typing", |t| {
+        t == "ada is typing…"
+    })
+    .await?;
+    a.press_enter("#composer-text", T)
+        .await
+        .ctx("ada sending")?;
+
+    // Both write, interleaved in time.
+    let script = [
+        ("ada", "ada 2"),
+        ("bo", "bo 1"),
+        ("ada", "ada 3"),
+        ("bo", "bo 2"),
+        ("bo", "bo 3"),
+    ];
+    for (who, text) in script {
+        send(if who == "ada" { a } else { b }, text).await?;
+    }
+    let expected_ada = ["hello b", "ada 2", "ada 3"];
+    let expected_bo = ["bo 1", "bo 2", "bo 3"];
+    let all_there = |m: &[Shown]| {
+        let texts = stored_texts(m);
+        texts.len() == 6 && m.iter().all(|m| !m.pending)
+    };
+    let seen_by_ada = wait_shown(a, "ada to see all six messages", T, all_there).await?;
+    let seen_by_bo = wait_shown(b, "bo to see all six messages", T, all_there).await?;
+    let ada_view = stored_texts(&seen_by_ada);
+    let bo_view = stored_texts(&seen_by_bo);
+    if ada_view != bo_view {
+        return Err(format!(
+            "the two views differ:\nada: {ada_view:?}\nbo:  {bo_view:?}"
+        ));
+    }
+    for (author, expected) in [("ada", &expected_ada), ("bo", &expected_bo)] {
+        let theirs: Vec<&str> = ada_view
+            .iter()
+            .map(String::as_str)
+            .filter(|t| expected.contains(t))
+            .collect();
+        if theirs != expected.as_slice() {
+            return Err(format!(
+                "{author}'s messages are not shown once each in order: {theirs:?} in {ada_view:?}"
+            ));
+        }
+    }
+    // Own messages end delivered.
+    for (view, mine) in [(&seen_by_ada, &expected_ada), (&seen_by_bo, &expected_bo)] {
+        for m in view.iter().filter(|m| mine.contains(&m.text.as_str())) {
+            if m.state.as_deref() != Some("acked") {
+                return Err(format!("own message {:?} is not acked: {m:?}", m.text));
+            }
+        }
+    }
+    // The typing line clears once ada has sent and stopped typing.
+    wait_text(b, ".typing", "the typing line to clear", str::is_empty).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 2. The link is cut (for ada only: bo talks to the server directly).
+
+#[tokio::test]
+async fn cut_link_queues_and_delivers_once_in_order() {
+    let Some(inputs) = inputs("cut_link_queues_and_delivers_once_in_order") else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let config = "max_retries=none backoff_base_ms=200 backoff_cap_ms=1000 connect_timeout_ms=2000";
+    let mut s = Scenario::start("cut-link", &inputs, config, &[])
+        .await
+        .expect("scenario starts");
+    let outcome = cut_link(&mut s).await;
+    s.finish(outcome).await;
+}
+
+async fn cut_link(s: &mut Scenario) -> Outcome {
+    let through_proxy = s.stack.app_url(&format!("/chat/{ROOM}"));
+    let direct = s.stack.server_url(&format!("/chat/{ROOM}"));
+    let ada = s.user("ada", &through_proxy).await?;
+    let bo = s.user("bo", &direct).await?;
+    send(s.b(ada), "before the cut").await?;
+    wait_shown(s.b(bo), "bo to see ada's first message", T, |m| {
+        count(m, "before the cut") == 1
+    })
+    .await?;
+
+    s.stack
+        .set_mode(ProxyMode::Cut)
+        .await
+        .ctx("cutting the link")?;
+    let (a, b) = (s.b(ada), s.b(bo));
+    wait_status(a, &["reconnecting"], T)
+        .await
+        .ctx("ada's banner after the cut")?;
+    let texts: Vec<String> = (1..=5).map(|i| format!("while cut {i}")).collect();
+    for text in &texts {
+        let now = status(a).await?;
+        if !matches!(now.as_deref(), Some("reconnecting" | "connecting")) {
+            return Err(format!(
+                "ada's banner should say reconnecting while the link is cut, says {now:?}"
+            ));
+        }
+        send(a, text).await?;
+    }
+    // Ada sees five messages waiting; bo (still connected) sees none.
+    wait_text(
+        a,
+        ".hl-banner__waiting",
+        "ada's banner to count 5 waiting messages",
+        |t| t == "5 messages waiting to be sent",
+    )
+    .await?;
+    let waiting = shown(a).await?;
+    let queued: Vec<&Shown> = waiting.iter().filter(|m| m.pending).collect();
+    if queued.len() != 5 || queued.iter().any(|m| m.state.as_deref() != Some("queued")) {
+        return Err(format!(
+            "ada should see her 5 messages queued, sees {waiting:#?}"
+        ));
+    }
+    if status(b).await?.as_deref() != Some("open") {
+        return Err("bo's direct link should stay open during ada's cut".into());
+    }
+    if shown(b)
+        .await?
+        .iter()
+        .any(|m| m.text.starts_with("while cut"))
+    {
+        return Err("bo sees a message ada sent while cut before the link is back".into());
+    }
+
+    s.stack
+        .set_mode(ProxyMode::Pass)
+        .await
+        .ctx("restoring the link")?;
+    wait_status(a, &["open"], T)
+        .await
+        .ctx("ada's banner after the link is back")?;
+    let all_five =
+        |m: &[Shown]| texts.iter().all(|t| count(m, t) >= 1) && !m.iter().any(|m| m.pending);
+    let ada_view = wait_shown(a, "ada to see her 5 messages stored", T, all_five).await?;
+    let bo_view = wait_shown(b, "bo to see ada's 5 messages", T, all_five).await?;
+    for (who, view) in [("ada", &ada_view), ("bo", &bo_view)] {
+        let cut: Vec<String> = stored_texts(view)
+            .into_iter()
+            .filter(|t| t.starts_with("while cut"))
+            .collect();
+        if cut != texts {
+            return Err(format!(
+                "{who} should see the 5 messages once each, in order; sees {cut:?}"
+            ));
+        }
+    }
+    for m in ada_view.iter().filter(|m| m.text.starts_with("while cut")) {
+        if m.state.as_deref() != Some("acked") {
+            return Err(format!("ada's {:?} should end acked: {m:?}", m.text));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 3. The link stalls (half-open).
+
+/// Heartbeat settings of the stall scenario.
+const STALL_INTERVAL_MS: u64 = 2_000;
+const STALL_TIMEOUT_MS: u64 = 1_000;
+/// Allowed lateness of the detection past interval + timeout: timers, the
+/// page's render and the WebDriver round trips on a loaded 2-core machine.
+const STALL_MARGIN_MS: u64 = 1_500;
+
+#[tokio::test]
+async fn stalled_link_is_detected_and_recovers() {
+    let Some(inputs) = inputs("stalled_link_is_detected_and_recovers") else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let config = format!(
+        "heartbeat_ms={STALL_INTERVAL_MS} timeout_ms={STALL_TIMEOUT_MS} max_retries=none \
+         backoff_base_ms=200 backoff_cap_ms=1000 connect_timeout_ms=2000"
+    );
+    let mut s = Scenario::start("stalled-link", &inputs, &config, &[])
+        .await
+        .expect("scenario starts");
+    let outcome = stalled_link(&mut s).await;
+    s.finish(outcome).await;
+}
+
+async fn stalled_link(s: &mut Scenario) -> Outcome {
+    let url = s.stack.app_url(&format!("/chat/{ROOM}"));
+    let ada = s.user("ada", &url).await?;
+    let a = s.b(ada);
+    send(a, "before the stall").await?;
+    wait_shown(a, "the first message acked", T, |m| {
+        m.iter()
+            .any(|m| m.text == "before the stall" && m.state.as_deref() == Some("acked"))
+    })
+    .await?;
+
+    // The page's clock at the stall: the banner log uses the same clock.
+    let stalled_at = a
+        .execute("return Date.now();", Vec::new())
+        .await
+        .ctx("reading the page clock")?
+        .as_f64()
+        .ok_or("Date.now() is not a number")?;
+    s.stack
+        .set_mode(ProxyMode::Stall)
+        .await
+        .ctx("stalling the link")?;
+    // Typed during the stall, while the page still believes the link is up.
+    send(a, "during the stall").await?;
+
+    let limit = STALL_INTERVAL_MS + STALL_TIMEOUT_MS + STALL_MARGIN_MS;
+    let lost = a
+        .wait_until(
+            "the banner to leave open after the stall",
+            &format!(
+                "const log = (window.__hl || {{}}).banner || [];\
+                 const left = log.find(e => e.t >= {stalled_at} && e.status !== 'open');\
+                 const lost = log.find(e => e.t >= {stalled_at} && ['reconnecting', 'connecting', 'offline', 'failed'].includes(e.status));\
+                 return lost ? [left.t - {stalled_at}, left.status, lost.t - {stalled_at}, lost.status] : null;"
+            ),
+            Duration::from_millis(limit + 5_000),
+        )
+        .await
+        .ctx("the stall to be noticed")?;
+    let left_ms = lost[0].as_f64().unwrap_or(f64::NAN);
+    let lost_ms = lost[2].as_f64().unwrap_or(f64::NAN);
+    eprintln!(
+        "stalled-link: the banner left open after {left_ms:.0} ms (to {}), said the link was lost after {lost_ms:.0} ms (to {}); interval + timeout = {} ms, allowed {limit} ms",
+        lost[1],
+        lost[3],
+        STALL_INTERVAL_MS + STALL_TIMEOUT_MS
+    );
+    if lost_ms.is_nan() || lost_ms > limit as f64 {
+        return Err(format!(
+            "the stall was shown after {lost_ms:.0} ms, past interval + timeout + margin = {limit} ms"
+        ));
+    }
+
+    s.stack
+        .set_mode(ProxyMode::Pass)
+        .await
+        .ctx("ending the stall")?;
+    wait_status(a, &["open"], T)
+        .await
+        .ctx("the banner after the stall ends")?;
+    let view = wait_shown(
+        a,
+        "the message typed during the stall to be acked",
+        T,
+        |m| {
+            m.iter()
+                .any(|m| m.text == "during the stall" && m.state.as_deref() == Some("acked"))
+                && !m.iter().any(|m| m.pending)
+        },
+    )
+    .await?;
+    for text in ["before the stall", "during the stall"] {
+        if count(&view, text) != 1 {
+            return Err(format!("{text:?} should be shown once: {view:#?}"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 6. Leaving the dashboard stops the metrics stream.
+
+#[tokio::test]
+async fn leaving_the_dashboard_stops_the_metrics_stream() {
+    let Some(inputs) = inputs("leaving_the_dashboard_stops_the_metrics_stream") else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    // Short heartbeats: once the samples stop, the pings' pongs show that
+    // the link is alive and time has passed.
+    let config = "heartbeat_ms=500 timeout_ms=2000";
+    let mut s = Scenario::start(
+        "leave-dashboard",
+        &inputs,
+        config,
+        &["--metrics-interval-ms", "200"],
+    )
+    .await
+    .expect("scenario starts");
+    let outcome = leave_dashboard(&mut s).await;
+    s.finish(outcome).await;
+}
+
+/// Frames received by `socketType` since index `from` of the page's log.
+async fn frames_since(b: &Browser, from: u64) -> Outcome<Vec<String>> {
+    let value = b
+        .execute(
+            "return ((window.__hl || {}).frames || []).slice(arguments[0]).map(f => f.type);",
+            vec![json!(from)],
+        )
+        .await
+        .ctx("reading the frame log")?;
+    Ok(value
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect())
+}
+
+async fn leave_dashboard(s: &mut Scenario) -> Outcome {
+    let url = s.stack.app_url("/dashboard");
+    let ada = s.user("ada", &url).await?;
+    let a = s.b(ada);
+    a.wait_for("path.chart__line", T)
+        .await
+        .ctx("the dashboard's charts")?;
+    let deadline = Instant::now() + T;
+    loop {
+        let health = healthz(&s.stack).await?;
+        if health["metrics_subscribers"].as_u64() == Some(1) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the server should count 1 metrics subscriber on the dashboard: {health}"
+            ));
+        }
+        tokio::time::sleep(heartline_e2e::POLL).await;
+    }
+    let before = frames_since(a, 0).await?;
+    let samples = before.iter().filter(|t| *t == "metrics.sample").count();
+    if samples == 0 {
+        return Err(format!(
+            "the frame counter saw no metrics.sample on the dashboard: {before:?}"
+        ));
+    }
+
+    // A navigation inside the app: a marker on window survives it, a page
+    // load would not.
+    a.execute("window.__hlSamePage = true;", Vec::new())
+        .await
+        .ctx("marking the page")?;
+    let chat = a
+        .driver()
+        .ctx("the driver")?
+        .find(By::XPath(
+            "//nav//a[contains(@class,'nav__link')][normalize-space()='Chat']",
+        ))
+        .await
+        .ctx("the Chat link in the nav")?;
+    chat.click().await.ctx("clicking Chat")?;
+    a.wait_for("#composer-text", T)
+        .await
+        .ctx("the chat page after clicking Chat")?;
+    let same = a
+        .execute(
+            "return window.__hlSamePage === true && location.pathname.startsWith('/chat');",
+            Vec::new(),
+        )
+        .await
+        .ctx("checking the navigation")?;
+    if same != Value::Bool(true) {
+        return Err(
+            "clicking Chat should be an in-app navigation to /chat, not a page load".into(),
+        );
+    }
+
+    let deadline = Instant::now() + T;
+    loop {
+        let health = healthz(&s.stack).await?;
+        if health["metrics_subscribers"].as_u64() == Some(0) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the server should count 0 metrics subscribers after leaving the dashboard: {health}"
+            ));
+        }
+        tokio::time::sleep(heartline_e2e::POLL).await;
+    }
+    let mark = a
+        .execute("return window.__hl.frames.length;", Vec::new())
+        .await
+        .ctx("reading the frame count")?
+        .as_u64()
+        .ok_or("the frame count is not a number")?;
+    // Three pongs after the mark: the link is alive and at least three
+    // heartbeat intervals (over 1.5 s, 7 sample intervals) have passed.
+    a.wait_until(
+        "three pongs after the server counted 0 subscribers",
+        &format!(
+            "return window.__hl.frames.slice({mark}).filter(f => f.type === 'pong').length >= 3;"
+        ),
+        T,
+    )
+    .await
+    .ctx("heartbeats after leaving the dashboard")?;
+    let after = frames_since(a, mark).await?;
+    // A sample queued before the unsubscribe may still be on its way at the
+    // mark; none may follow the first pong after it.
+    let first_pong = after.iter().position(|t| t == "pong").unwrap_or(0);
+    let late: Vec<&String> = after[first_pong..]
+        .iter()
+        .filter(|t| *t == "metrics.sample")
+        .collect();
+    eprintln!(
+        "leave-dashboard: {samples} samples on the dashboard; after 0 subscribers: {after:?}"
+    );
+    if !late.is_empty() {
+        return Err(format!(
+            "{} metrics.sample frames arrived after leaving the dashboard: {after:?}",
+            late.len()
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 9. The failed state, and Retry now.
+
+#[tokio::test]
+async fn gives_up_says_why_and_retry_now_reconnects() {
+    let Some(inputs) = inputs("gives_up_says_why_and_retry_now_reconnects") else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let config = "max_retries=2 backoff_base_ms=100 backoff_cap_ms=300 connect_timeout_ms=1000";
+    let mut s = Scenario::start("failed-state", &inputs, config, &[])
+        .await
+        .expect("scenario starts");
+    let outcome = failed_state(&mut s).await;
+    s.finish(outcome).await;
+}
+
+async fn failed_state(s: &mut Scenario) -> Outcome {
+    let url = s.stack.app_url(&format!("/chat/{ROOM}"));
+    let ada = s.user("ada", &url).await?;
+    send(s.b(ada), "before the server died").await?;
+
+    s.stack.kill_server().await.ctx("killing the server")?;
+    let a = s.b(ada);
+    wait_status(a, &["failed"], T)
+        .await
+        .ctx("the banner to say the client gave up")?;
+    let message = wait_text(a, ".hl-banner__message", "the reason in words", |t| {
+        t.starts_with("Connection failed: ")
+    })
+    .await?;
+    eprintln!("failed-state: the banner says {message:?}");
+    if !message.contains("could not connect after") {
+        return Err(format!(
+            "the banner should say it could not connect (the retry limit), says {message:?}"
+        ));
+    }
+    let retry = a
+        .wait_for(".hl-banner__retry", T)
+        .await
+        .ctx("the Retry now button")?;
+    let label = retry.text().await.ctx("the button's text")?;
+    if label != "Retry now" {
+        return Err(format!("the retry button says {label:?}"));
+    }
+
+    s.stack
+        .restart_server()
+        .await
+        .ctx("restarting the server")?;
+    retry.click().await.ctx("clicking Retry now")?;
+    let a = s.b(ada);
+    wait_status(a, &["open"], T)
+        .await
+        .ctx("the banner after Retry now")?;
+    send(a, "after retry").await?;
+    wait_shown(a, "the message after the retry to be acked", T, |m| {
+        m.iter()
+            .any(|m| m.text == "after retry" && m.state.as_deref() == Some("acked"))
+    })
+    .await?;
+    Ok(())
+}
