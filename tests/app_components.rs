@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use heartline::core::{BackoffConfig, Config, HeartbeatConfig, Jitter};
+use heartline::core::{Config, HeartbeatConfig};
 use heartline::yew::{SocketHandle, SocketProvider, use_socket};
 use heartline_app::components::chart::{Chart, Series, line_path};
 use heartline_app::components::name_prompt::NamePrompt;
@@ -35,21 +35,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 const SHORT: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(25);
-
-fn fast_config() -> Config {
-    Config {
-        backoff: BackoffConfig {
-            base: 100,
-            factor: 1.5,
-            cap: 500,
-            jitter: Jitter::Full,
-        },
-        max_retries: None,
-        connect_timeout: 2_000,
-        min_uptime: 500,
-        ..Config::default()
-    }
-}
 
 /// What the harness shows inside its provider.
 #[derive(Clone, PartialEq)]

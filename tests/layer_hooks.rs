@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use gloo_timers::future::TimeoutFuture;
-use heartline::core::{BackoffConfig, Config, DeliveryState, Jitter, MessageId};
+use heartline::core::{DeliveryState, MessageId};
 use heartline::yew::{
     SocketHandle, SocketMessage, SocketProvider, use_latest_message, use_message_fold, use_socket,
     use_socket_handler, use_standing,
@@ -24,21 +24,6 @@ use yew::prelude::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 const SHORT: Duration = Duration::from_secs(10);
-
-fn fast_config() -> Config {
-    Config {
-        backoff: BackoffConfig {
-            base: 100,
-            factor: 1.5,
-            cap: 500,
-            jitter: Jitter::Full,
-        },
-        max_retries: None,
-        connect_timeout: 2_000,
-        min_uptime: 500,
-        ..Config::default()
-    }
-}
 
 /// A chat message as far as these tests care.
 #[derive(Debug, Deserialize)]

@@ -25,22 +25,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 const SHORT: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(20);
 
-/// Quick retries so fault tests take seconds, not minutes.
-fn fast_config() -> Config {
-    Config {
-        backoff: BackoffConfig {
-            base: 100,
-            factor: 1.5,
-            cap: 500,
-            jitter: Jitter::Full,
-        },
-        max_retries: None,
-        connect_timeout: 2_000,
-        min_uptime: 500,
-        ..Config::default()
-    }
-}
-
 fn join(room: &str) -> serde_json::Value {
     json!({"socketType": "join", "room": room})
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use gloo_timers::future::TimeoutFuture;
-use heartline::core::{Config, Inbound};
+use heartline::core::{BackoffConfig, Config, Inbound, Jitter};
 use heartline::yew::{
     ConnectionBanner, SocketHandle, SocketMessage, SocketProvider, use_socket, use_socket_handler,
     use_subscription,
@@ -91,6 +91,22 @@ pub fn mount_point() -> Element {
         .append_child(&div)
         .expect("append mount point");
     div
+}
+
+/// Quick retries so fault tests take seconds, not minutes.
+pub fn fast_config() -> Config {
+    Config {
+        backoff: BackoffConfig {
+            base: 100,
+            factor: 1.5,
+            cap: 500,
+            jitter: Jitter::Full,
+        },
+        max_retries: None,
+        connect_timeout: 2_000,
+        min_uptime: 500,
+        ..Config::default()
+    }
 }
 
 /// How long helpers wait for the server.

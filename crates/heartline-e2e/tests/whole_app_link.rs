@@ -436,6 +436,24 @@ async fn wait_text(
 }
 
 /// `GET /healthz` as JSON.
+/// Polls `/healthz` until the server counts `want` metrics subscribers, or
+/// fails after [`T`] naming `when` and the last reading.
+async fn wait_metrics_subscribers(stack: &Stack, want: u64, when: &str) -> Result<(), String> {
+    let deadline = Instant::now() + T;
+    loop {
+        let health = healthz(stack).await?;
+        if health["metrics_subscribers"].as_u64() == Some(want) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the server should count {want} metrics subscribers {when}: {health}"
+            ));
+        }
+        tokio::time::sleep(heartline_e2e::POLL).await;
+    }
+}
+
 async fn healthz(stack: &Stack) -> Outcome<Value> {
     let answer = stack.healthz().await.ctx("GET /healthz")?;
     serde_json::from_str(&answer.body).ctx(format!("/healthz is not JSON: {}", answer.body))
@@ -798,19 +816,7 @@ async fn leave_dashboard(s: &mut Scenario) -> Outcome {
     a.wait_for("path.chart__line", T)
         .await
         .ctx("the dashboard's charts")?;
-    let deadline = Instant::now() + T;
-    loop {
-        let health = healthz(&s.stack).await?;
-        if health["metrics_subscribers"].as_u64() == Some(1) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the server should count 1 metrics subscriber on the dashboard: {health}"
-            ));
-        }
-        tokio::time::sleep(heartline_e2e::POLL).await;
-    }
+    wait_metrics_subscribers(&s.stack, 1, "on the dashboard").await?;
     let before = frames_since(a, 0).await?;
     let samples = before.iter().filter(|t| *t == "metrics.sample").count();
     if samples == 0 {
@@ -849,19 +855,7 @@ async fn leave_dashboard(s: &mut Scenario) -> Outcome {
         );
     }
 
-    let deadline = Instant::now() + T;
-    loop {
-        let health = healthz(&s.stack).await?;
-        if health["metrics_subscribers"].as_u64() == Some(0) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the server should count 0 metrics subscribers after leaving the dashboard: {health}"
-            ));
-        }
-        tokio::time::sleep(heartline_e2e::POLL).await;
-    }
+    wait_metrics_subscribers(&s.stack, 0, "after leaving the dashboard").await?;
     let mark = a
         .execute("return window.__hl.frames.length;", Vec::new())
         .await
