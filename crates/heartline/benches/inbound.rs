@@ -90,6 +90,19 @@ fn bench_inbound(c: &mut Criterion) {
             BatchSize::SmallInput,
         );
     });
+    // The baseline: the same frames parsed into JSON values, nothing else.
+    group.bench_function("parse_only", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |frames| {
+                for text in frames {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    black_box(value);
+                }
+            },
+            BatchSize::SmallInput,
+        );
+    });
     group.finish();
     assert!(handled.get() > 0);
     drop(guards);
