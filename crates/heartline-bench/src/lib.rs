@@ -8,3 +8,6 @@
 //! in `BENCHMARKS.md`, never assertions.
 
 #![warn(missing_docs)]
+
+pub mod app;
+pub mod recorder;
