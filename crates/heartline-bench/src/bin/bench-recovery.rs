@@ -120,6 +120,7 @@ async fn restart_rounds_on(
     let mut opened_at = tokio::time::Instant::now();
     let (mut connected, mut drained, mut bounds, mut down) = (vec![], vec![], vec![], vec![]);
     let mut typed = Vec::new();
+    let mut over_bound = 0usize;
     for round in 1..=args.restarts {
         // A link up for min_uptime has its retry counter reset: every outage
         // starts from the first backoff step, as after a long-lived link.
@@ -149,6 +150,9 @@ async fn restart_rounds_on(
             open - back,
             done - back
         );
+        if done - back > bound {
+            over_bound += 1;
+        }
         down.push(outage);
         connected.push((open - back).max(0.0));
         drained.push((done - back).max(0.0));
@@ -170,6 +174,7 @@ async fn restart_rounds_on(
     println!("drained_ms_max={drained_max:.0}");
     println!("bound_ms_median={bound_median:.0}");
     println!("bound_ms_max={bound_max:.0}");
+    println!("drained_over_bound={over_bound}");
     println!("backoff_base_ms={}", config.backoff.base);
     println!("backoff_factor={}", config.backoff.factor);
     println!("backoff_cap_ms={}", config.backoff.cap);
