@@ -6,21 +6,48 @@
 # the server being back to the banner connected and the outbox drained; and
 # 5 stalls (connection open, nothing passes) timed to the link declared dead.
 
-# kv KEY FILE: the value of the `KEY=value` line of FILE.
-kv() { sed -n "s/^$1=//p" "$2" | tail -n 1; }
+# recovery_value KEY FILE: the value of the `KEY=value` line of FILE.
+recovery_value() { sed -n "s/^$1=//p" "$2" | tail -n 1; }
+
+# recovery_run_bounded SECONDS OUT LOG COMMAND...: runs COMMAND in its own
+# process group, stdout to OUT, stderr to LOG and the terminal; past SECONDS,
+# or if this script is interrupted, the whole group (the driver, and the
+# server, proxy, chromedriver and Chromium it started) is killed.
+recovery_run_bounded() {
+  local seconds="$1" out="$2" log="$3"
+  shift 3
+  setsid "$@" >"$out" 2> >(tee "$log" >&2) &
+  local pid=$! deadline=$((SECONDS + seconds)) status=0
+  # shellcheck disable=SC2064 # the pid is meant to be expanded now
+  trap "kill -KILL -- -$pid 2>/dev/null" INT TERM EXIT
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      bench_log "$1 ran past ${seconds} s: stopping it"
+      kill -TERM -- "-$pid" 2>/dev/null || true
+      sleep 2
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  wait "$pid" || status=$?
+  # The driver is gone; whatever it started is stopped with its group.
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  trap - INT TERM EXIT
+  return "$status"
+}
 
 # The release app, built once per source state: the directory is keyed by
-# the commit and the uncommitted changes of everything the app is built from,
-# so a warm run reuses it and any change rebuilds it. Sets BENCH_APP_DIST.
-BENCH_APP_DIST=""
-bench_app_dist() {
-  [ -n "$BENCH_APP_DIST" ] && [ -d "$BENCH_APP_DIST" ] && return 0
+# the committed trees and the uncommitted changes of what the app is built from,
+# so a warm run reuses it and any change rebuilds it. Sets RECOVERY_APP_DIST.
+RECOVERY_APP_DIST=""
+recovery_app_dist() {
+  [ -n "$RECOVERY_APP_DIST" ] && [ -d "$RECOVERY_APP_DIST" ] && return 0
   ensure_web_toolchain
   local sources=(src index.html Trunk.toml Cargo.toml Cargo.lock styles assets
     crates/heartline crates/heartline-protocol)
   local key
   key="$({
-    git -C "$ROOT" rev-parse HEAD
+    git -C "$ROOT" ls-tree HEAD -- "${sources[@]}"
     git -C "$ROOT" status --porcelain --untracked-files=all -- "${sources[@]}"
     git -C "$ROOT" diff HEAD -- "${sources[@]}"
     git -C "$ROOT" ls-files --others --exclude-standard -z -- "${sources[@]}" |
@@ -39,12 +66,12 @@ bench_app_dist() {
   else
     bench_log "the release app of this source state is built already ($dist)"
   fi
-  BENCH_APP_DIST="$dist"
+  RECOVERY_APP_DIST="$dist"
 }
 
 # The release server, fault proxy and the browser drivers of this section and
 # of memory.sh.
-bench_browser_drivers() {
+recovery_drivers() {
   ensure_browser
   bench_log "cargo build --release (server, fault proxy, bench-recovery, bench-memory)"
   cargo build --locked --release -q \
@@ -54,16 +81,16 @@ bench_browser_drivers() {
 }
 
 bench_recovery() {
-  bench_app_dist
-  bench_browser_drivers
+  recovery_app_dist
+  recovery_drivers
   local target="${CARGO_TARGET_DIR:-$ROOT/target}/release"
   local out="$BENCH_OUT/recovery.txt" restarts="${BENCH_RESTARTS:-20}" stalls="${BENCH_STALLS:-5}"
   local cmd="bench-recovery --restarts $restarts --stalls $stalls --heartbeat-ms 2000 --timeout-ms 1000"
   bench_log "$cmd"
   # Bounded: every wait has a 30 s deadline, and the whole run 5 minutes.
-  timeout 300 "$target/bench-recovery" --dist "$BENCH_APP_DIST" --bin-dir "$target" \
-    --restarts "$restarts" --stalls "$stalls" --heartbeat-ms 2000 --timeout-ms 1000 \
-    >"$out" 2> >(tee "$BENCH_OUT/recovery.log" >&2) ||
+  recovery_run_bounded 300 "$out" "$BENCH_OUT/recovery.log" \
+    "$target/bench-recovery" --dist "$RECOVERY_APP_DIST" --bin-dir "$target" \
+    --restarts "$restarts" --stalls "$stalls" --heartbeat-ms 2000 --timeout-ms 1000 ||
     die "bench-recovery failed (log: $BENCH_OUT/recovery.log)"
   local v
   for v in connected_ms_median connected_ms_max drained_ms_median drained_ms_max \
@@ -71,7 +98,7 @@ bench_recovery() {
     backoff_base_ms backoff_factor backoff_cap_ms backoff_jitter min_uptime_ms \
     stall_ms_median stall_ms_max stall_bound_ms heartbeat_ms timeout_ms; do
     local "$v"
-    printf -v "$v" '%s' "$(kv "$v" "$out")"
+    printf -v "$v" '%s' "$(recovery_value "$v" "$out")"
     [ -n "${!v}" ] || die "bench-recovery printed no $v ($out)"
   done
   report_begin recovery "Recovery: server restarts and stalled links" <<MD
@@ -81,7 +108,7 @@ release server through the fault proxy, the chat room open
 
 **Server restarts**, with the app's **default socket config** (backoff
 $backoff_base_ms ms × $backoff_factor, $backoff_jitter jitter, cap
-$backoff_cap_ms ms; the retry counter resets after $min_uptime_ms ms up,
+$(thousands "$backoff_cap_ms") ms; the retry counter resets after $(thousands "$min_uptime_ms") ms up,
 \`min_uptime\`, so the link is left up that long before each kill): $restarts
 times the server is killed (\`kill -9\`), two messages are typed in the chat
 while it is down (outage median $down_ms_median ms, max $down_ms_max ms), and
@@ -94,7 +121,7 @@ backoff policy bounds it to for that outage: the client is then waiting out
 some retry's delay, and that retry is at most the first one whose
 *shortest* jittered delays add up to the outage; its *longest* delay is the
 bound (opening the socket, \`hello\` and the acks come on top). The policy's
-absolute worst case, after a long outage, is the cap, $backoff_cap_ms ms.
+absolute worst case, after a long outage, is the cap, $(thousands "$backoff_cap_ms") ms.
 
 **Stalled link**: the proxy keeps the connection open and passes nothing;
 timed from the stall to the banner leaving \`open\` (the link declared dead),

@@ -51,7 +51,11 @@ pub async fn send_json(socket: &mut Socket, value: &Value) -> Result<()> {
 
 /// Reads frames until one of `socket_type` arrives (answered) or an
 /// `error` (an error); other frames are skipped.
-pub async fn next_of_type(socket: &mut Socket, socket_type: &str, timeout: Duration) -> Result<Value> {
+pub async fn next_of_type(
+    socket: &mut Socket,
+    socket_type: &str,
+    timeout: Duration,
+) -> Result<Value> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let value = next_json(socket, deadline).await?;

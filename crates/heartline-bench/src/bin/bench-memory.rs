@@ -28,8 +28,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use futures_util::stream;
 use heartline_bench::app::{
-    AppFiles, dist_with_config, eval, eval_until, number, open_room, wait_status,
-    wait_status_not,
+    AppFiles, dist_with_config, eval, eval_until, number, open_room, wait_status, wait_status_not,
 };
 use heartline_bench::wsclient::{self, Socket};
 use heartline_e2e::{Browser, Error, ProxyMode, Result, Stack};
@@ -190,10 +189,7 @@ async fn page_on(args: &Args, stack: &Stack, browser: &Browser, timeout: Duratio
         timeout,
     )
     .await?;
-    println!(
-        "messages_shown_after_ms={}",
-        started.elapsed().as_millis()
-    );
+    println!("messages_shown_after_ms={}", started.elapsed().as_millis());
     println!("messages={}", args.messages);
     print_page("messages", &page_memory(browser).await?);
     Ok(())
@@ -224,9 +220,9 @@ async fn page_memory(browser: &Browser) -> Result<PageMemory> {
     )
     .await?
     .as_f64()
-        .ok_or_else(|| {
-            Error::Other("the page has no wasm memory (no TrunkApplicationStarted?)".into())
-        })?;
+    .ok_or_else(|| {
+        Error::Other("the page has no wasm memory (no TrunkApplicationStarted?)".into())
+    })?;
     let sockets = live_objects(browser, "WebSocket.prototype").await?;
     let objects = live_objects(browser, "Object.prototype").await?;
     Ok(PageMemory {
@@ -296,7 +292,11 @@ fn print_page(label: &str, memory: &PageMemory) {
 }
 
 async fn shown_messages(browser: &Browser) -> Result<usize> {
-    let count = eval(browser, "document.querySelectorAll('.message[data-seq]').length").await?;
+    let count = eval(
+        browser,
+        "document.querySelectorAll('.message[data-seq]').length",
+    )
+    .await?;
     Ok(count.as_u64().unwrap_or(0) as usize)
 }
 
@@ -458,7 +458,13 @@ fn server_rss(stack: &Stack) -> Result<u64> {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kib| kib * 1024)
         .ok_or_else(|| Error::Other(format!("no VmRSS in {path}")))
 }

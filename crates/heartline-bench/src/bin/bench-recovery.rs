@@ -114,7 +114,13 @@ async fn restart_rounds_on(
     config: &Config,
     timeout: Duration,
 ) -> Result<()> {
-    open_room(browser, &stack.app_url(&format!("/chat/{ROOM}")), "ada", timeout).await?;
+    open_room(
+        browser,
+        &stack.app_url(&format!("/chat/{ROOM}")),
+        "ada",
+        timeout,
+    )
+    .await?;
     recorder::install(browser).await?;
     let min_uptime = Duration::from_millis(config.min_uptime);
     let mut opened_at = tokio::time::Instant::now();
@@ -270,7 +276,13 @@ async fn stall_rounds_on(
     browser: &Browser,
     timeout: Duration,
 ) -> Result<()> {
-    open_room(browser, &stack.app_url(&format!("/chat/{ROOM}")), "bo", timeout).await?;
+    open_room(
+        browser,
+        &stack.app_url(&format!("/chat/{ROOM}")),
+        "bo",
+        timeout,
+    )
+    .await?;
     recorder::install(browser).await?;
     let bound = (args.heartbeat_ms + args.timeout_ms) as f64;
     let mut detected = Vec::new();
@@ -293,7 +305,10 @@ async fn stall_rounds_on(
             .left
             .ok_or_else(|| Error::Other("no stamp of the link lost".into()))?;
         let took = (left - stalled_at).max(0.0);
-        eprintln!("stall {}: declared dead after {took:.0} ms (bound {bound:.0} ms)", round + 1);
+        eprintln!(
+            "stall {}: declared dead after {took:.0} ms (bound {bound:.0} ms)",
+            round + 1
+        );
         detected.push(took);
         wait_status(browser, "open", timeout).await?;
     }
