@@ -8,3 +8,7 @@
 //! in `BENCHMARKS.md`, never assertions.
 
 #![warn(missing_docs)]
+
+pub mod app;
+pub mod recorder;
+pub mod wsclient;

@@ -45,14 +45,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    /// An I/O error while doing `what`.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
             source,
         }
     }
 
-    pub(crate) fn timeout(what: impl Into<String>, after: Duration) -> Self {
+    /// `what` did not happen within `after`.
+    pub fn timeout(what: impl Into<String>, after: Duration) -> Self {
         Error::Timeout {
             what: what.into(),
             after,

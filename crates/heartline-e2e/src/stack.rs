@@ -230,6 +230,12 @@ impl Stack {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// The server's process id while it runs (for reading its
+    /// `/proc/<pid>/status`), `None` after [`Stack::kill_server`].
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().and_then(Child::id)
+    }
+
     /// `kill -9` the server: no shutdown, sockets reset by the kernel.
     pub async fn kill_server(&mut self) -> Result<()> {
         let Some(mut child) = self.server.take() else {
