@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// Highest `--metrics-load-rate`, samples a second.
+pub const MAX_METRICS_LOAD_RATE: u32 = 20_000;
+
 /// Every knob of the demo server. `Config::default()` is what the binary runs
 /// with when given no flags; tests start from it and shorten the intervals.
 #[derive(Debug, Clone, Parser)]
@@ -68,6 +71,15 @@ pub struct Config {
     /// Default and shortest interval between `metrics.sample` frames, ms.
     #[arg(long, env = "HEARTLINE_METRICS_INTERVAL_MS", default_value_t = 1_000)]
     pub metrics_interval_ms: u64,
+
+    /// Load testing only: send this many `metrics.sample` frames a second
+    /// (1 to 20,000) to every metrics subscriber, whatever interval it asked
+    /// for: the latest host reading, re-stamped, with the server's own
+    /// counters read afresh. Off by default; only the operator sets it
+    /// (clients can ask for slower samples, never faster ones).
+    #[arg(long, env = "HEARTLINE_METRICS_LOAD_RATE",
+        value_parser = clap::value_parser!(u32).range(1..=MAX_METRICS_LOAD_RATE as i64))]
+    pub metrics_load_rate: Option<u32>,
 
     /// Largest accepted WebSocket message, bytes; bigger ones close with 1009.
     #[arg(long, env = "HEARTLINE_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
@@ -157,6 +169,7 @@ impl Default for Config {
             header_timeout_ms: 10_000,
             max_pending_per_ip: 32,
             metrics_interval_ms: 1_000,
+            metrics_load_rate: None,
             max_frame_bytes: 64 * 1024,
             rate: 50.0,
             burst: 100,

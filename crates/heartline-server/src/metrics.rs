@@ -35,6 +35,9 @@ pub struct MetricsHub {
     inner: Mutex<Subscribers>,
     counters: Arc<Counters>,
     interval: Duration,
+    /// `--metrics-load-rate`: samples a second sent to every subscriber
+    /// between host readings, for load tests.
+    load_rate: Option<u32>,
     started: Instant,
     samples_taken: AtomicU64,
 }
@@ -64,9 +67,20 @@ impl MetricsHub {
             inner: Mutex::default(),
             counters,
             interval,
+            load_rate: None,
             started: Instant::now(),
             samples_taken: AtomicU64::new(0),
         }
+    }
+
+    /// Load testing (`--metrics-load-rate`): every subscriber gets `rate`
+    /// samples a second, whatever interval it asked for. The host is still
+    /// read once an interval; the samples between are the latest reading,
+    /// re-stamped, with the server's own counters read afresh. `None` (the
+    /// default) keeps one sample an interval.
+    pub fn with_load_rate(mut self, rate: Option<u32>) -> Self {
+        self.load_rate = rate.filter(|r| *r > 0);
+        self
     }
 
     fn subs(&self) -> MutexGuard<'_, Subscribers> {
@@ -134,8 +148,18 @@ impl MetricsHub {
         let mut last_in = self.counters.frames_in.load(Ordering::Relaxed);
         let mut last_out = self.counters.frames_out.load(Ordering::Relaxed);
         let mut last_at = Instant::now();
+        let mut latest: Option<MetricsSample> = None;
+        let mut load = self.load_rate.map(LoadPacer::new);
         loop {
-            ticker.tick().await;
+            match (load.as_mut(), latest.as_ref()) {
+                (Some(pacer), Some(base)) => {
+                    self.send_load(&mut ticker, pacer, base, (last_in, last_out, last_at))
+                        .await;
+                }
+                _ => {
+                    ticker.tick().await;
+                }
+            }
             {
                 let mut s = self.subs();
                 if s.subs.is_empty() {
@@ -177,6 +201,11 @@ impl MetricsHub {
             };
             (last_in, last_out, last_at) = (frames_in, frames_out, now);
             self.samples_taken.fetch_add(1, Ordering::Relaxed);
+            if load.is_some() {
+                // The load loop sends it (and its copies) from the next tick on.
+                latest = Some(sample);
+                continue;
+            }
             let frame = Utf8Bytes::from(ServerMessage::MetricsSample(sample).to_json());
             let mut s = self.subs();
             // Due a little early rather than a whole tick late.
@@ -192,6 +221,97 @@ impl MetricsHub {
             }
         }
         tracing::debug!("metrics sampler stopped");
+    }
+
+    /// Until `ticker`'s next tick: every [`LOAD_TICK`], the samples `pacer`
+    /// says are due, each `base` re-stamped with the server's counters over
+    /// the time since `since` (the last host reading), to every subscriber.
+    /// Returns early once nobody subscribes.
+    async fn send_load(
+        &self,
+        ticker: &mut tokio::time::Interval,
+        pacer: &mut LoadPacer,
+        base: &MetricsSample,
+        since: (u64, u64, Instant),
+    ) {
+        let (last_in, last_out, last_at) = since;
+        let mut pace = tokio::time::interval(LOAD_TICK);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = ticker.tick() => return,
+                _ = pace.tick() => {}
+            }
+            let now = Instant::now();
+            let due = pacer.due(now);
+            if due == 0 {
+                continue;
+            }
+            let secs = now.duration_since(last_at).as_secs_f64().max(1e-3);
+            let frames_in = self.counters.frames_in.load(Ordering::Relaxed);
+            let frames_out = self.counters.frames_out.load(Ordering::Relaxed);
+            let sample = MetricsSample {
+                at: crate::now_ms(),
+                connections: self.counters.connections.load(Ordering::Relaxed),
+                messages_in_per_sec: frames_in.saturating_sub(last_in) as f64 / secs,
+                messages_out_per_sec: frames_out.saturating_sub(last_out) as f64 / secs,
+                uptime_secs: self.started.elapsed().as_secs(),
+                ..base.clone()
+            };
+            let frame = Utf8Bytes::from(ServerMessage::MetricsSample(sample).to_json());
+            let s = self.subs();
+            if s.subs.is_empty() {
+                return;
+            }
+            for sub in s.subs.values() {
+                for _ in 0..due {
+                    if !sub.peer.push(Outbound::Text(frame.clone())) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How often the load loop wakes up (tokio's timer granularity): at 5,000
+/// samples a second, five frames go out per wake-up.
+const LOAD_TICK: Duration = Duration::from_millis(1);
+
+/// Paces `--metrics-load-rate`: how many samples are due at each wake-up,
+/// so that `rate` go out each second. A backlog of more than a tenth of a
+/// second (a stalled runtime) is dropped, not burst.
+#[derive(Debug)]
+struct LoadPacer {
+    rate: u32,
+    started: Option<Instant>,
+    sent: u64,
+}
+
+impl LoadPacer {
+    fn new(rate: u32) -> Self {
+        LoadPacer {
+            rate,
+            started: None,
+            sent: 0,
+        }
+    }
+
+    /// Samples due at `now`, counted as sent.
+    fn due(&mut self, now: Instant) -> u64 {
+        let started = *self.started.get_or_insert(now);
+        let target = (now.duration_since(started).as_secs_f64() * f64::from(self.rate)) as u64;
+        // At most a hundred milliseconds' worth at once: a stalled runtime
+        // skips samples rather than bursting them.
+        let most = u64::from(self.rate / 10).max(1);
+        let due = target.saturating_sub(self.sent);
+        if due > most {
+            self.sent = target;
+            return most;
+        }
+        self.sent += due;
+        due
     }
 }
 
@@ -258,5 +378,20 @@ mod tests {
         assert!(r.sample.mem_total > 0);
         assert!(r.sample.mem_used > 0);
         assert!(r.sample.cpu_total >= 0.0);
+    }
+
+    #[test]
+    fn load_pacer_sends_the_rate_and_skips_a_backlog() {
+        let start = Instant::now();
+        let mut pacer = LoadPacer::new(5_000);
+        assert_eq!(pacer.due(start), 0);
+        let mut sent = 0;
+        for ms in 1..=1_000 {
+            sent += pacer.due(start + Duration::from_millis(ms));
+        }
+        assert_eq!(sent, 5_000);
+        // Ten seconds late: a hundred milliseconds' worth, then on pace again.
+        assert_eq!(pacer.due(start + Duration::from_secs(11)), 500);
+        assert_eq!(pacer.due(start + Duration::from_millis(11_001)), 5);
     }
 }

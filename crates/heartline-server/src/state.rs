@@ -80,7 +80,10 @@ impl AppState {
         }
         let directory = Arc::new(Directory::default());
         let counters = Arc::new(Counters::default());
-        let metrics = Arc::new(MetricsHub::new(counters.clone(), config.metrics_interval()));
+        let metrics = Arc::new(
+            MetricsHub::new(counters.clone(), config.metrics_interval())
+                .with_load_rate(config.metrics_load_rate),
+        );
         let origins = OriginPolicy::new(config.allowed_origins.as_deref(), local_addr);
         let limiter = ConnectionLimiter::new(config.max_connections_per_ip, config.max_connections);
         let pending = ConnectionLimiter::new(config.max_pending_per_ip, usize::MAX);

@@ -465,3 +465,37 @@ async fn a_slow_client_is_dropped_and_never_stalls_the_room() {
     drop(slow);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_load_rate_sends_many_samples_per_host_reading() {
+    // Host readings once a second; the load knob sends 2,000 samples a
+    // second between them, each re-stamped.
+    let server = start(heartline_server::config::Config {
+        metrics_interval_ms: 1_000,
+        metrics_load_rate: Some(2_000),
+        ..config()
+    })
+    .await;
+    let mut ada = connect(&server).await;
+    hello(&mut ada, "ada", None).await;
+    send(&mut ada, json!({"socketType": "metrics.subscribe"})).await;
+    let first = next_of(&mut ada, "metrics.sample").await;
+    assert!(!first["cpu_per_core"].as_array().unwrap().is_empty());
+    let taken = server.state.metrics().samples_taken();
+    let mut samples = 1;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // 500 samples, far more than the host readings taken meanwhile.
+    while samples < 500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{samples} samples in {WAIT:?}"
+        );
+        let s = next_json(&mut ada, WAIT).await;
+        if s["socketType"] == "metrics.sample" {
+            assert_eq!(s["mem_total"], first["mem_total"]);
+            samples += 1;
+        }
+    }
+    let readings = server.state.metrics().samples_taken() - taken;
+    assert!(readings <= 3, "{readings} host readings for 500 samples");
+}
