@@ -31,13 +31,9 @@ bench_ui() {
   local window="${BENCH_UI_WINDOW:-5}"
   ensure_web_toolchain
   ensure_browser
-  # The build lives beside the raw output, replaced by every run.
-  local work="$BENCH_OUT/ui-build"
-  rm -rf "$work"
-  mkdir -p "$work"
-  bench_log "trunk build --release --dist $work/dist"
-  trunk build --release --dist "$work/dist" >"$work/trunk.log" 2>&1 ||
-    { tail -n 30 "$work/trunk.log" >&2; die "trunk build failed"; }
+  # The release app, built once per source state and shared with the
+  # recovery and memory sections (recovery_app_dist, scripts/bench.d/recovery.sh).
+  recovery_app_dist
   bench_log "cargo build --release (server, fault proxy, bench-ui)"
   # One --bin per package: `-p a -p b --bin x` would skip packages without x.
   cargo build --locked --release \
@@ -48,7 +44,7 @@ bench_ui() {
   local cmd="bench-ui --rates $rates --rounds $rounds --window-secs $window"
   bench_log "$cmd"
   local started=$SECONDS
-  timeout 300 "$target/bench-ui" --dist "$work/dist" --bin-dir "$target" \
+  timeout 300 "$target/bench-ui" --dist "$RECOVERY_APP_DIST" --bin-dir "$target" \
     --rates "$rates" --rounds "$rounds" --window-secs "$window" \
     >"$BENCH_OUT/ui.txt" 2> >(tee "$BENCH_OUT/ui.log" >&2) ||
     die "bench-ui failed (log: $BENCH_OUT/ui.log)"
