@@ -15,6 +15,11 @@
 //! `--rounds` rounds. Each run is checked: every message arrived, every
 //! chat message in order. Prints one `key=value` line per run and per
 //! variant (the median rate) for `scripts/bench.d/inbound.sh`.
+//!
+//! `--profile DIR` samples the first round's runs with DevTools `Profiler`
+//! and prints each variant's top functions by self time; build the app
+//! from `bench/inbound/app/index-profile.html` (wasm-opt `-g`) for wasm
+//! function names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +57,11 @@ struct Args {
     /// Deadline for one run, in seconds.
     #[arg(long, default_value_t = 120)]
     run_timeout: u64,
+    /// Profile the first round's runs with DevTools `Profiler` (sampling
+    /// every 100 µs): writes `VARIANT.cpuprofile` here (Chromium's format)
+    /// and prints each variant's top functions by self time.
+    #[arg(long)]
+    profile: Option<PathBuf>,
 }
 
 /// The variants, by the name the pages report.
@@ -126,6 +136,10 @@ async fn measure(browser: &Browser, addr: SocketAddr, args: &Args) -> Result<()>
             let index = (round + step) % VARIANTS.len();
             let (name, path) = VARIANTS[index];
             let url = format!("http://{addr}{path}n={}", args.messages);
+            let profiling = round == 0 && args.profile.is_some();
+            if profiling {
+                start_profiler(browser).await?;
+            }
             let before = main_thread(browser).await?;
             browser.goto(&url).await?;
             let result = eval_until(
@@ -136,6 +150,9 @@ async fn measure(browser: &Browser, addr: SocketAddr, args: &Args) -> Result<()>
             )
             .await?;
             let after = main_thread(browser).await?;
+            if let (true, Some(dir)) = (profiling, &args.profile) {
+                stop_profiler(browser, dir, name).await?;
+            }
             let checked = check(&result, name, args.messages)?;
             rates[index].push(checked.rate);
             let per_message =
@@ -167,6 +184,54 @@ async fn measure(browser: &Browser, addr: SocketAddr, args: &Args) -> Result<()>
     let (_, worst) = median_max(&renders_per_frame);
     println!("render_per_frame_max={worst:.3}");
     println!("messages={} rounds={}", args.messages, args.rounds);
+    Ok(())
+}
+
+async fn start_profiler(browser: &Browser) -> Result<()> {
+    browser
+        .cdp("Profiler.enable", serde_json::json!({}))
+        .await?;
+    browser
+        .cdp(
+            "Profiler.setSamplingInterval",
+            serde_json::json!({ "interval": 100 }),
+        )
+        .await?;
+    browser.cdp("Profiler.start", serde_json::json!({})).await?;
+    Ok(())
+}
+
+/// Stops the profiler, writes the profile and prints the top functions by
+/// self time (samples landing in the function itself).
+async fn stop_profiler(browser: &Browser, dir: &std::path::Path, name: &str) -> Result<()> {
+    let answer = browser.cdp("Profiler.stop", serde_json::json!({})).await?;
+    let profile = &answer["profile"];
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the profile directory", e))?;
+    let path = dir.join(format!("{name}.cpuprofile"));
+    std::fs::write(&path, profile.to_string())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    let mut self_hits: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut total = 0;
+    for node in profile["nodes"].as_array().into_iter().flatten() {
+        let hits = node["hitCount"].as_u64().unwrap_or(0);
+        let frame = &node["callFrame"];
+        let function = frame["functionName"].as_str().unwrap_or("");
+        let label = if function.is_empty() {
+            "(anonymous)".to_owned()
+        } else {
+            function.to_owned()
+        };
+        *self_hits.entry(label).or_default() += hits;
+        total += hits;
+    }
+    let mut top: Vec<(String, u64)> = self_hits.into_iter().collect();
+    top.sort_by_key(|(_, hits)| std::cmp::Reverse(*hits));
+    for (function, hits) in top.iter().take(25) {
+        println!(
+            "profile variant={name} self_pct={:.1} function={function}",
+            *hits as f64 * 100.0 / total.max(1) as f64
+        );
+    }
     Ok(())
 }
 
