@@ -54,8 +54,9 @@ each variant's median messages/s (min–max in brackets):
 
 1. plain JavaScript: \`WebSocket\`, \`JSON.parse\`, a handler map keyed by
    \`socketType\` (\`bench/inbound/raw.html\`), the practical limit;
-2. yew-hooks \`use_websocket\` with an \`onmessage\` callback, serde_json into
-   the protocol's typed \`ServerMessage\`, dispatched by variant;
+2. yew-hooks \`use_websocket\` with an \`onmessage\` callback, serde_json: the
+   \`socketType\` read first (borrowed), then the protocol's payload struct
+   decoded straight from the text, dispatched by type;
 3. the socket layer through \`use_socket_handler\` (fields read from the JSON value);
 4. the socket layer through \`use_subscription::<T>\` (typed);
 5. the socket layer with one component showing a live count with

@@ -2,8 +2,8 @@
 //! in headless Chromium), one page chosen by `?v=`:
 //!
 //! - `hooks`: yew-hooks' `use_websocket` with an `onmessage` callback,
-//!   serde_json into the protocol's typed `ServerMessage`, dispatched by
-//!   `socketType`;
+//!   serde_json into the protocol's payload structs, dispatched by
+//!   `socketType` (read first, borrowed);
 //! - `handler`: the socket layer through `use_socket_handler`;
 //! - `subscription`: the socket layer through `use_subscription::<T>`;
 //! - `render`: the socket layer with one component showing a live count,
@@ -25,12 +25,20 @@ use heartline::yew::{
     SocketMessage, SocketProvider, use_message_fold, use_socket, use_socket_handler,
     use_subscription,
 };
-use heartline_protocol::{ChatMessage, MetricsSample, ServerMessage};
+use heartline_protocol::{ChatMessage, MetricsSample};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
 use yew_hooks::{UseWebSocketOptions, UseWebSocketReadyState, use_websocket_with_options};
+
+/// A frame's `socketType`, borrowed from the text (the other fields are
+/// skipped, not built).
+#[derive(Debug, Deserialize)]
+struct Tag<'a> {
+    #[serde(rename = "socketType", borrow)]
+    socket_type: &'a str,
+}
 
 /// The frame that asks the push server to start.
 const START: &str = r#"{"socketType":"bench.start"}"#;
@@ -163,9 +171,23 @@ fn hooks_variant() -> Html {
             (*url).clone(),
             UseWebSocketOptions {
                 onmessage: Some(Box::new(move |frame: String| {
-                    match serde_json::from_str::<ServerMessage>(&frame) {
-                        Ok(ServerMessage::ChatMessage(chat)) => tally.chat(chat.seq),
-                        Ok(ServerMessage::MetricsSample(sample)) => tally.metrics(sample.cpu_total),
+                    // Read the tag, then decode the payload struct straight
+                    // from the text: no JSON value, no buffering through
+                    // the internally tagged enum.
+                    let tag = serde_json::from_str::<Tag<'_>>(&frame).map(|t| t.socket_type);
+                    match tag {
+                        Ok(ChatMessage::SOCKET_TYPE) => {
+                            match serde_json::from_str::<ChatMessage>(&frame) {
+                                Ok(chat) => tally.chat(chat.seq),
+                                Err(_) => tally.other(),
+                            }
+                        }
+                        Ok(MetricsSample::SOCKET_TYPE) => {
+                            match serde_json::from_str::<MetricsSample>(&frame) {
+                                Ok(sample) => tally.metrics(sample.cpu_total),
+                                Err(_) => tally.other(),
+                            }
+                        }
                         _ => tally.other(),
                     }
                 })),
