@@ -332,5 +332,9 @@ async fn write(
             break;
         }
         sent.fetch_add(1, Ordering::Relaxed);
+        // The next tick would be past the end: do not wait a period for it.
+        if at + period >= end {
+            break;
+        }
     }
 }
