@@ -307,6 +307,11 @@ async fn write(
     pad: usize,
     sent: Arc<AtomicU64>,
 ) {
+    // At a rate below one message per client per run, the phases spread
+    // past the end: such a client sends nothing (and must not wait for it).
+    if first >= end {
+        return;
+    }
     let mut ticker = tokio::time::interval_at(first, period);
     // Keep the fixed rate: a late tick is sent at once, not skipped.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -327,5 +332,9 @@ async fn write(
             break;
         }
         sent.fetch_add(1, Ordering::Relaxed);
+        // The next tick would be past the end: do not wait a period for it.
+        if at + period >= end {
+            break;
+        }
     }
 }
