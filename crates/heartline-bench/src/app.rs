@@ -176,6 +176,33 @@ fn truthy(value: &Value) -> bool {
     }
 }
 
+/// The page's DevTools performance metrics (`Performance.getMetrics`:
+/// cumulative `TaskDuration` and `ScriptDuration` in seconds, `Nodes`,
+/// `JSEventListeners`, …), read once; [`PerformanceMetrics::get`] names one.
+/// `Performance.enable` must have run for the durations to count.
+pub async fn performance_metrics(browser: &Browser) -> Result<PerformanceMetrics> {
+    Ok(PerformanceMetrics(
+        browser.cdp("Performance.getMetrics", json!({})).await?,
+    ))
+}
+
+/// One answer of `Performance.getMetrics`.
+#[derive(Debug)]
+pub struct PerformanceMetrics(Value);
+
+impl PerformanceMetrics {
+    /// The metric `name`, or an error if the answer has none.
+    pub fn get(&self, name: &str) -> Result<f64> {
+        self.0["metrics"]
+            .as_array()
+            .and_then(|all| all.iter().find(|m| m["name"] == name))
+            .and_then(|m| m["value"].as_f64())
+            .ok_or_else(|| {
+                Error::Other(format!("Performance.getMetrics has no {name}: {}", self.0))
+            })
+    }
+}
+
 /// Types `text` into the composer and presses Enter.
 pub async fn send_chat(browser: &Browser, text: &str, timeout: Duration) -> Result<()> {
     browser.type_into("#composer-text", text, timeout).await?;

@@ -33,7 +33,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use heartline_bench::app::{eval, eval_until, median_max, number};
+use heartline_bench::app::{eval, eval_until, median_max, number, performance_metrics};
 use heartline_e2e::{Browser, Error, Result};
 use heartline_protocol::{ChatMessage, MetricsSample, Pong, ServerMessage};
 use serde_json::Value;
@@ -243,19 +243,10 @@ struct MainThread {
 }
 
 async fn main_thread(browser: &Browser) -> Result<MainThread> {
-    let answer = browser
-        .cdp("Performance.getMetrics", serde_json::json!({}))
-        .await?;
-    let metric = |name: &str| {
-        answer["metrics"]
-            .as_array()
-            .and_then(|all| all.iter().find(|m| m["name"] == name))
-            .and_then(|m| m["value"].as_f64())
-            .unwrap_or(0.0)
-    };
+    let metrics = performance_metrics(browser).await?;
     Ok(MainThread {
-        task: metric("TaskDuration"),
-        script: metric("ScriptDuration"),
+        task: metrics.get("TaskDuration")?,
+        script: metrics.get("ScriptDuration")?,
     })
 }
 

@@ -28,7 +28,8 @@ use clap::Parser;
 use futures_util::StreamExt;
 use futures_util::stream;
 use heartline_bench::app::{
-    AppFiles, dist_with_config, eval, eval_until, number, open_room, wait_status, wait_status_not,
+    AppFiles, dist_with_config, eval, eval_until, number, open_room, performance_metrics,
+    wait_status, wait_status_not,
 };
 use heartline_bench::wsclient::{self, Socket};
 use heartline_e2e::{Browser, Error, ProxyMode, Result, Stack};
@@ -204,16 +205,8 @@ async fn page_memory(browser: &Browser) -> Result<PageMemory> {
             .await?;
     }
     let heap = browser.cdp("Runtime.getHeapUsage", json!({})).await?;
-    let metrics = browser.cdp("Performance.getMetrics", json!({})).await?;
-    let metric = |name: &str| -> Result<f64> {
-        metrics["metrics"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["name"] == name)
-            .and_then(|m| m["value"].as_f64())
-            .ok_or_else(|| Error::Other(format!("Performance.getMetrics has no {name}")))
-    };
+    let metrics = performance_metrics(browser).await?;
+    let metric = |name: &str| metrics.get(name);
     let wasm = eval(
         browser,
         "window.__hlWasmMemory ? window.__hlWasmMemory.buffer.byteLength : null",

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use heartline_bench::app::performance_metrics;
 use heartline_e2e::{Browser, BrowserOptions, Stack, StackOptions};
 use serde::Deserialize;
 use serde_json::json;
@@ -394,17 +395,11 @@ async fn measure_one(
 /// The page's cumulative main-thread task and script time, seconds
 /// (DevTools `Performance.getMetrics`; `Performance.enable` must have run).
 async fn main_thread_times(browser: &Browser) -> BenchResult<(f64, f64)> {
-    let answer = ctx(
-        browser.cdp("Performance.getMetrics", json!({})).await,
+    let metrics = ctx(
+        performance_metrics(browser).await,
         "reading DevTools performance metrics",
     )?;
-    let metric = |name: &str| {
-        answer["metrics"]
-            .as_array()
-            .and_then(|all| all.iter().find(|m| m["name"] == name))
-            .and_then(|m| m["value"].as_f64())
-            .ok_or_else(|| format!("no {name} in Performance.getMetrics: {answer}"))
-    };
+    let metric = |name: &str| ctx(metrics.get(name), "reading DevTools performance metrics");
     Ok((metric("TaskDuration")?, metric("ScriptDuration")?))
 }
 
