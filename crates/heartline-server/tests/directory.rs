@@ -53,7 +53,12 @@ async fn rooms_come_right_after_welcome_and_before_the_ack() {
 
 #[tokio::test]
 async fn the_directory_follows_new_rooms_occupancy_and_messages() {
-    let server = start(config()).await;
+    // bo and cy's tabs are never read, so they never answer a ping: with
+    // the tests' 2 s idle timeout the server would drop them mid-test and
+    // the counts would fall for a reason this test is not about.
+    let mut cfg = config();
+    cfg.idle_timeout_ms = 60_000;
+    let server = start(cfg).await;
     let mut ada = connect(&server).await;
     hello(&mut ada, "ada", None).await;
     let first = next_rooms(&mut ada, |_| true).await;
