@@ -89,9 +89,10 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn a_view_decodes_its_frame_and_refuses_another() {
-        let presence: Presence =
-            serde_json::from_str(r#"{"socketType":"presence","room":"lobby","users":["ada"]}"#)
-                .expect("presence decodes");
+        let presence: Presence = serde_json::from_str(
+            r#"{"socketType":"presence","room":"lobby","users":["ada"],"count":1}"#,
+        )
+        .expect("presence decodes");
         assert_eq!(presence.users, vec!["ada".to_owned()]);
         assert_eq!(Presence::SOCKET_TYPE, "presence");
         // A `typing` frame lacks `users`: it is not mistaken for presence.

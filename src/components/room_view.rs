@@ -67,11 +67,7 @@ pub fn room_view(props: &RoomViewProps) -> Html {
             <header class="room__header">
                 <h2 id="room-title" class="room__title">{ format!("# {}", props.room) }</h2>
                 <p class="room__people" title={state.users.join(", ")}>
-                    { match state.users.len() {
-                        0 => String::new(),
-                        1..=5 => format!("Here: {}", state.users.join(", ")),
-                        n => format!("{n} people here: {}, …", state.users[..4].join(", ")),
-                    } }
+                    { people_line(state.people, &state.users) }
                 </p>
             </header>
             if let Some(reason) = &*refused {
@@ -83,5 +79,42 @@ pub fn room_view(props: &RoomViewProps) -> Html {
             <TypingIndicator names={typists} />
             <Composer room={room} {on_typing} />
         </section>
+    }
+}
+
+/// The header's "who is here" line: every name in a small room, a count and
+/// the first names in a big one (`users` may hold only the first names).
+fn people_line(people: usize, users: &[String]) -> String {
+    match people {
+        0 => String::new(),
+        1..=5 if users.len() == people => format!("Here: {}", users.join(", ")),
+        n => {
+            let first: Vec<&str> = users.iter().take(4).map(String::as_str).collect();
+            format!("{n} people here: {}, …", first.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::people_line;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("u{i}")).collect()
+    }
+
+    #[test]
+    fn small_rooms_list_everyone_big_rooms_count() {
+        assert_eq!(people_line(0, &[]), "");
+        assert_eq!(people_line(2, &names(2)), "Here: u0, u1");
+        assert_eq!(
+            people_line(6, &names(6)),
+            "6 people here: u0, u1, u2, u3, …"
+        );
+        // A presence list cut at 50 names still shows the room's size.
+        assert_eq!(
+            people_line(5_000, &names(50)),
+            "5000 people here: u0, u1, u2, u3, …"
+        );
     }
 }

@@ -35,8 +35,11 @@ pub struct RoomState {
     pub has_older: bool,
     /// A page of older messages was asked for and has not come yet.
     pub loading_older: bool,
-    /// Who is in the room, sorted.
+    /// Who is in the room, sorted: the first names only in a big room
+    /// (see `people`).
     pub users: Vec<String>,
+    /// How many people are in the room (at least `users.len()`).
+    pub people: usize,
     /// Our own messages not yet in `messages`, in the order typed.
     pub pending: Vec<Pending>,
 }
@@ -56,8 +59,8 @@ pub enum RoomAction {
     },
     /// A page of older messages was requested.
     LoadingOlder,
-    /// Who is in the room now.
-    Presence(Vec<String>),
+    /// Who is in the room now: the first names, and how many in all.
+    Presence { users: Vec<String>, count: u32 },
     /// We sent (or queued) a message.
     Sent(Pending),
     /// A pending message is gone (cancelled, or re-sent under a new id).
@@ -123,7 +126,12 @@ impl Reducible for RoomState {
                 }
             }
             RoomAction::LoadingOlder => next.loading_older = true,
-            RoomAction::Presence(users) => next.users = users,
+            RoomAction::Presence { users, count } => {
+                next.people = usize::try_from(count)
+                    .unwrap_or(usize::MAX)
+                    .max(users.len());
+                next.users = users;
+            }
             RoomAction::Sent(pending) => {
                 let shown = next.messages.iter().any(|m| m.id == pending.id.as_str());
                 if !shown && !next.pending.iter().any(|p| p.id == pending.id) {
@@ -348,7 +356,10 @@ pub fn use_room(room: AttrValue) -> RoomHandle {
         let room = room.clone();
         use_subscription::<Presence, _>(move |Presence(presence)| {
             if presence.room == room.as_str() {
-                state.dispatch(RoomAction::Presence(presence.users));
+                state.dispatch(RoomAction::Presence {
+                    users: presence.users,
+                    count: presence.count,
+                });
             }
         });
     }

@@ -53,7 +53,7 @@
 //! ```
 //! use heartline_protocol::Presence;
 //!
-//! let frame = r#"{"socketType":"presence","room":"lobby","users":["ada"]}"#;
+//! let frame = r#"{"socketType":"presence","room":"lobby","users":["ada"],"count":1}"#;
 //! let presence: Presence = serde_json::from_str(frame).unwrap();
 //! assert_eq!(presence.users, ["ada"]);
 //! assert_eq!(Presence::SOCKET_TYPE, "presence");
@@ -67,6 +67,10 @@ pub const MAX_NAME_CHARS: usize = 32;
 pub const MAX_ROOM_CHARS: usize = 32;
 /// Longest chat message, in characters after trimming.
 pub const MAX_TEXT_CHARS: usize = 2000;
+/// Most names a `presence` frame lists ([`Presence::users`]); its
+/// [`Presence::count`] says how many there are in all. Keeps the frame small
+/// (and a room's fan-out linear) however many people are in the room.
+pub const MAX_PRESENCE_NAMES: usize = 50;
 /// Largest frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Most messages one [`ClientMessage::History`] page may ask for.
@@ -391,12 +395,24 @@ pub struct Joined {
 }
 
 /// `presence`: who is in a room now.
+///
+/// ```
+/// use heartline_protocol::{MAX_PRESENCE_NAMES, Presence};
+///
+/// let frame = r#"{"socketType":"presence","room":"lobby","users":["ada","bo"],"count":2}"#;
+/// let p: Presence = serde_json::from_str(frame).unwrap();
+/// assert_eq!((p.users.len(), p.count), (2, 2));
+/// assert!(p.users.len() <= MAX_PRESENCE_NAMES);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     /// Room name.
     pub room: String,
-    /// Display names, sorted.
+    /// Display names, sorted: the first [`MAX_PRESENCE_NAMES`] of them.
     pub users: Vec<String>,
+    /// How many distinct display names are in the room (at least
+    /// `users.len()`; more when the list was cut).
+    pub count: u32,
 }
 
 /// `typing`: someone is typing in a room.
@@ -870,9 +886,10 @@ mod tests {
                 Presence {
                     room: "lobby".into(),
                     users: vec!["ada".into(), "bob".into()],
+                    count: 2,
                 }
                 .into(),
-                r#"{"socketType":"presence","room":"lobby","users":["ada","bob"]}"#,
+                r#"{"socketType":"presence","room":"lobby","users":["ada","bob"],"count":2}"#,
             ),
             (
                 Typing {

@@ -6,7 +6,7 @@
 //! member on that same thread after queueing the history: so a member sees
 //! every message of a room exactly once and in order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -14,14 +14,29 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use heartline_protocol::{ChatMessage, Presence, RoomSummary, ServerMessage, Typing};
+use heartline_protocol::{
+    ChatMessage, MAX_PRESENCE_NAMES, Presence, RoomSummary, ServerMessage, Typing,
+};
 
 use crate::peer::{ConnId, Outbound, Peer};
 use crate::store::UserId;
 
-/// Presence of a room is broadcast at most once per this window: a join
-/// storm in a room of N members would otherwise cost N² frames of N names.
+/// Presence of a room is broadcast at most once per this window (the
+/// shortest; see [`presence_window`]).
 pub const PRESENCE_WINDOW: Duration = Duration::from_millis(250);
+
+/// Longest presence window, reached in rooms of 5,000 members.
+pub const PRESENCE_WINDOW_MAX: Duration = Duration::from_secs(5);
+
+/// The presence window of a room of `members`: a presence broadcast costs
+/// one frame per member, so the window grows with the room (1 ms per
+/// member, within [`PRESENCE_WINDOW`]..=[`PRESENCE_WINDOW_MAX`]) and a
+/// room's presence traffic stays under about 1,000 frames per second, even
+/// in a join storm. A joiner still gets the list at once.
+pub fn presence_window(members: usize) -> Duration {
+    let per_member = Duration::from_millis(u64::try_from(members).unwrap_or(u64::MAX));
+    per_member.clamp(PRESENCE_WINDOW, PRESENCE_WINDOW_MAX)
+}
 
 /// The rooms and their members.
 #[derive(Debug)]
@@ -45,6 +60,11 @@ struct Throttle {
 #[derive(Debug)]
 struct Room {
     members: HashMap<ConnId, Member>,
+    /// How many members show each display name: presence, kept as members
+    /// come and go so a presence frame costs its names, not the room.
+    names: BTreeMap<String, u32>,
+    /// How many members (tabs) each user has: the directory's `online`.
+    users: HashMap<UserId, u32>,
     /// A configured room: never expires.
     permanent: bool,
     /// Last join, leave or message.
@@ -59,10 +79,62 @@ impl Room {
     fn new(permanent: bool) -> Self {
         Room {
             members: HashMap::new(),
+            names: BTreeMap::new(),
+            users: HashMap::new(),
             permanent,
             last_active: Instant::now(),
             epoch: 0,
             last_seq: 0,
+        }
+    }
+
+    /// Adds (or replaces) the member of connection `conn`.
+    fn add_member(&mut self, conn: ConnId, member: Member) {
+        *self.names.entry(member.name.clone()).or_default() += 1;
+        *self.users.entry(member.user).or_default() += 1;
+        if let Some(old) = self.members.insert(conn, member) {
+            self.forget(&old);
+        }
+    }
+
+    /// Removes connection `conn`; returns whether it was a member.
+    fn remove_member(&mut self, conn: ConnId) -> bool {
+        match self.members.remove(&conn) {
+            Some(old) => {
+                self.forget(&old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&mut self, member: &Member) {
+        if let Some(n) = self.names.get_mut(&member.name) {
+            *n -= 1;
+            if *n == 0 {
+                self.names.remove(&member.name);
+            }
+        }
+        if let Some(n) = self.users.get_mut(&member.user) {
+            *n -= 1;
+            if *n == 0 {
+                self.users.remove(&member.user);
+            }
+        }
+    }
+
+    /// The room's `presence`: the first [`MAX_PRESENCE_NAMES`] names in
+    /// order, and how many there are.
+    fn presence(&self, room: &str) -> Presence {
+        Presence {
+            room: room.to_string(),
+            users: self
+                .names
+                .keys()
+                .take(MAX_PRESENCE_NAMES)
+                .cloned()
+                .collect(),
+            count: u32::try_from(self.names.len()).unwrap_or(u32::MAX),
         }
     }
 
@@ -124,14 +196,7 @@ impl Hub {
                 name: name.clone(),
                 epoch: r.epoch,
                 last_seq: r.last_seq,
-                online: u32::try_from(
-                    r.members
-                        .values()
-                        .map(|m| m.user)
-                        .collect::<BTreeSet<_>>()
-                        .len(),
-                )
-                .unwrap_or(u32::MAX),
+                online: u32::try_from(r.users.len()).unwrap_or(u32::MAX),
             })
             .collect()
     }
@@ -263,7 +328,7 @@ impl Hub {
             return false;
         }
         r.last_active = Instant::now();
-        r.members.insert(
+        r.add_member(
             peer.id,
             Member {
                 peer: peer.clone(),
@@ -280,7 +345,7 @@ impl Hub {
     pub fn leave(&self, room: &str, conn: ConnId) -> bool {
         let left = self.rooms().get_mut(room).is_some_and(|r| {
             r.last_active = Instant::now();
-            r.members.remove(&conn).is_some()
+            r.remove_member(conn)
         });
         if left {
             self.touch_directory();
@@ -292,7 +357,7 @@ impl Hub {
     pub fn leave_all(&self, conn: ConnId) -> Vec<String> {
         let mut left = Vec::new();
         for (name, room) in self.rooms().iter_mut() {
-            if room.members.remove(&conn).is_some() {
+            if room.remove_member(conn) {
                 room.last_active = Instant::now();
                 left.push(name.clone());
             }
@@ -310,28 +375,32 @@ impl Hub {
             .is_some_and(|r| r.members.contains_key(&conn))
     }
 
-    /// Members' names in a room, sorted and without repeats (one person may
-    /// have several tabs open).
-    pub fn presence(&self, room: &str) -> Vec<String> {
-        self.rooms()
-            .get(room)
-            .map(|r| {
-                r.members
-                    .values()
-                    .map(|m| m.name.clone())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// A room's `presence` (see [`MAX_PRESENCE_NAMES`]): names sorted and
+    /// without repeats (one person may have several tabs open). An unknown
+    /// room has nobody.
+    pub fn presence(&self, room: &str) -> Presence {
+        self.rooms().get(room).map_or_else(
+            || Presence {
+                room: room.to_string(),
+                users: Vec::new(),
+                count: 0,
+            },
+            |r| r.presence(room),
+        )
+    }
+
+    /// How many connections are members of a room.
+    fn member_count(&self, room: &str) -> usize {
+        self.rooms().get(room).map_or(0, |r| r.members.len())
     }
 
     /// Presence of `room` changed: broadcast it now, or, if it was broadcast
-    /// less than [`PRESENCE_WINDOW`] ago, once at the end of the window (with
-    /// the list as it is then). A `joiner` gets it at once either way, so a
-    /// `join` is always answered by a `presence`. Needs a Tokio runtime.
+    /// less than its [`presence_window`] ago, once at the end of the window
+    /// (with the list as it is then). A `joiner` gets it at once either way,
+    /// so a `join` is always answered by a `presence`. Needs a Tokio runtime.
     pub fn presence_changed(self: &Arc<Self>, room: &str, joiner: Option<&Peer>) {
         let now = Instant::now();
+        let window = presence_window(self.member_count(room));
         let send_now = {
             let mut throttles = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
             match throttles.get_mut(room) {
@@ -346,13 +415,13 @@ impl Hub {
                     true
                 }
                 Some(t) if t.pending => false,
-                Some(t) if now.duration_since(t.last_sent) >= PRESENCE_WINDOW => {
+                Some(t) if now.duration_since(t.last_sent) >= window => {
                     t.last_sent = now;
                     true
                 }
                 Some(t) => {
                     t.pending = true;
-                    let at = t.last_sent + PRESENCE_WINDOW;
+                    let at = t.last_sent + window;
                     let (hub, room) = (self.clone(), room.to_string());
                     tokio::spawn(async move {
                         tokio::time::sleep_until(at).await;
@@ -374,21 +443,25 @@ impl Hub {
         if send_now {
             self.broadcast_presence(room);
         } else if let Some(joiner) = joiner {
-            joiner.push(Outbound::Text(frame(&ServerMessage::Presence(Presence {
-                room: room.to_string(),
-                users: self.presence(room),
-            }))));
+            joiner.push(Outbound::Text(frame(&ServerMessage::Presence(
+                self.presence(room),
+            ))));
         }
     }
 
-    /// Sends the room's current presence to all its members.
+    /// Sends the room's current presence to all its members (serialized
+    /// once, under the rooms' lock so it is the list of the members it
+    /// goes to).
     pub fn broadcast_presence(&self, room: &str) -> usize {
-        let users = self.presence(room);
-        let msg = frame(&ServerMessage::Presence(Presence {
-            room: room.to_string(),
-            users,
-        }));
-        self.fan_out(room, None, &msg)
+        let rooms = self.rooms();
+        let Some(r) = rooms.get(room) else {
+            return 0;
+        };
+        let text = frame(&ServerMessage::Presence(r.presence(room)));
+        r.members
+            .values()
+            .filter(|m| m.peer.push(Outbound::Text(text.clone())))
+            .count()
     }
 
     /// Sends a stored chat message to the members of its room.
@@ -452,11 +525,49 @@ mod tests {
         assert!(hub.join("lobby", &p2, 2, "al", vec![]));
         assert!(hub.join("lobby", &p3, 2, "al", vec![]));
         assert!(!hub.join("nope", &p3, 2, "al", vec![]));
-        assert_eq!(hub.presence("lobby"), vec!["al", "bo"]);
+        assert_eq!(hub.presence("lobby").users, vec!["al", "bo"]);
+        assert_eq!(hub.presence("lobby").count, 2);
         assert!(hub.leave("lobby", 1));
         assert!(!hub.leave("lobby", 1));
         assert_eq!(hub.leave_all(2), vec!["lobby".to_string()]);
-        assert_eq!(hub.presence("lobby"), vec!["al"]);
+        assert_eq!(hub.presence("lobby").users, vec!["al"]);
+    }
+
+    #[test]
+    fn presence_lists_the_first_names_and_counts_them_all() {
+        let hub = Hub::new(1);
+        hub.add_existing_room("big");
+        let n = MAX_PRESENCE_NAMES + 10;
+        let mut queues = Vec::new();
+        for i in 0..n {
+            let (p, rx) = peer(i as ConnId, 8);
+            assert!(hub.join("big", &p, i as UserId, &format!("u{i:03}"), vec![]));
+            queues.push(rx);
+        }
+        // A second tab of u000 is not a second name.
+        let (tab, _rx) = peer(n as ConnId, 8);
+        assert!(hub.join("big", &tab, 0, "u000", vec![]));
+        let p = hub.presence("big");
+        assert_eq!(p.count as usize, n);
+        assert_eq!(p.users.len(), MAX_PRESENCE_NAMES);
+        assert_eq!(p.users.first().map(String::as_str), Some("u000"));
+        assert!(p.users.windows(2).all(|w| w[0] < w[1]), "sorted");
+        // Both tabs must go before the name does.
+        assert!(hub.leave("big", 0));
+        assert_eq!(hub.presence("big").count as usize, n);
+        assert!(hub.leave("big", n as ConnId));
+        assert_eq!(hub.presence("big").count as usize, n - 1);
+        assert_eq!(hub.broadcast_presence("big"), n - 1);
+        assert_eq!(hub.presence("nowhere").count, 0);
+    }
+
+    #[test]
+    fn the_presence_window_grows_with_the_room_within_bounds() {
+        assert_eq!(presence_window(0), PRESENCE_WINDOW);
+        assert_eq!(presence_window(100), PRESENCE_WINDOW);
+        assert_eq!(presence_window(1_000), Duration::from_secs(1));
+        assert_eq!(presence_window(5_000), PRESENCE_WINDOW_MAX);
+        assert_eq!(presence_window(usize::MAX), PRESENCE_WINDOW_MAX);
     }
 
     #[test]

@@ -194,7 +194,7 @@ async fn presence_and_typing_follow_join_leave_and_disconnect() {
     let p = next_presence(&mut ada, "lobby", Some(&["ada", "bob"])).await;
     assert_eq!(
         p,
-        json!({"socketType": "presence", "room": "lobby", "users": ["ada", "bob"]})
+        json!({"socketType": "presence", "room": "lobby", "users": ["ada", "bob"], "count": 2})
     );
 
     send(&mut bob, json!({"socketType": "typing", "room": "lobby"})).await;
