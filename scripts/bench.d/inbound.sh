@@ -15,7 +15,7 @@ inbound_value() {
 bench_inbound() {
   ensure_web_toolchain
   ensure_browser
-  local messages="${BENCH_INBOUND_MESSAGES:-200000}" rounds="${BENCH_INBOUND_ROUNDS:-3}"
+  local messages="${BENCH_INBOUND_MESSAGES:-100000}" rounds="${BENCH_INBOUND_ROUNDS:-5}"
   local dist="$BENCH_OUT/inbound-app-dist"
   bench_log "trunk build --release --public-url /app/ (bench/inbound/app)"
   rm -rf "$dist"
@@ -37,6 +37,10 @@ bench_inbound() {
   subscription="$(inbound_value variant=layer-subscription median "$out")"
   render="$(inbound_value variant=layer-render median "$out")"
   per_frame="$(sed -n 's/^render_per_frame_max=//p' "$out")"
+  # paired VARIANT BASELINE: the median over rounds of the ratio taken
+  # within each round (with its min–max).
+  paired() { printf '%s×' "$(inbound_value "ratio=$1/$2" median "$out")"; }
+  paired_range() { printf '%s–%s' "$(inbound_value "ratio=$1/$2" min "$out")" "$(inbound_value "ratio=$1/$2" max "$out")"; }
   range() { printf '%s–%s' "$(thousands "$(inbound_value "variant=$1" min "$out")")" \
     "$(thousands "$(inbound_value "variant=$1" max "$out")")"; }
 
@@ -50,7 +54,10 @@ page handles both types, checks that every message arrived and every chat
 message in order (the driver refuses a run that fails this), and times the
 first message to the last with \`performance.now()\`. Five variants, in one
 headless Chromium, the order rotated each round, $rounds rounds; the value is
-each variant's median messages/s (min–max in brackets):
+each variant's median messages/s (min–max in brackets). A ratio is taken
+within each round (variant and baseline ran in the same round, in the same
+browser); the ratio column shows its median over the rounds, the
+per-round range in brackets:
 
 1. plain JavaScript: \`WebSocket\`, \`JSON.parse\`, a handler map keyed by
    \`socketType\` (\`bench/inbound/raw.html\`), the practical limit;
@@ -66,12 +73,12 @@ Variants 2–5 are \`bench/inbound/app\`, built like the app (trunk
 \`--release\`, \`opt-level = "z"\`, LTO, wasm-opt \`-Oz\`).
 MD
   report_row "plain JS, messages/s (higher is better)" "$(thousands "$raw") ($(range raw-js))" "" "" "$cmd"
-  report_row "yew-hooks use_websocket, messages/s" "$(thousands "$hooks") ($(range yew-hooks))" "$(thousands "$raw") (plain JS)" "$(ratio "$hooks" "$raw")" "$cmd"
-  report_row "socket layer, use_socket_handler, vs plain JS (goal ≥ 0.95×)" "$(thousands "$handler") ($(range layer-handler))" "$(thousands "$raw") (plain JS)" "$(ratio "$handler" "$raw")" "$cmd"
-  report_row "socket layer, use_socket_handler, vs yew-hooks (goal ≥ 1×)" "$(thousands "$handler")" "$(thousands "$hooks") (yew-hooks)" "$(ratio "$handler" "$hooks")" "$cmd"
-  report_row "socket layer, use_subscription, vs plain JS (goal ≥ 0.95×)" "$(thousands "$subscription") ($(range layer-subscription))" "$(thousands "$raw") (plain JS)" "$(ratio "$subscription" "$raw")" "$cmd"
-  report_row "socket layer, use_subscription, vs yew-hooks (goal ≥ 1×)" "$(thousands "$subscription")" "$(thousands "$hooks") (yew-hooks)" "$(ratio "$subscription" "$hooks")" "$cmd"
-  report_row "socket layer, rendering a live count, vs non-rendering (goal ≥ 0.9×)" "$(thousands "$render") ($(range layer-render))" "$(thousands "$subscription") (use_subscription)" "$(ratio "$render" "$subscription")" "$cmd"
+  report_row "yew-hooks use_websocket, messages/s" "$(thousands "$hooks") ($(range yew-hooks))" "$(thousands "$raw") (plain JS)" "$(paired yew-hooks raw-js)" "$cmd"
+  report_row "socket layer, use_socket_handler, vs plain JS (goal ≥ 0.95×)" "$(thousands "$handler") ($(range layer-handler))" "$(thousands "$raw") (plain JS)" "$(paired layer-handler raw-js) ($(paired_range layer-handler raw-js))" "$cmd"
+  report_row "socket layer, use_socket_handler, vs yew-hooks (goal ≥ 1×)" "$(thousands "$handler")" "$(thousands "$hooks") (yew-hooks)" "$(paired layer-handler yew-hooks) ($(paired_range layer-handler yew-hooks))" "$cmd"
+  report_row "socket layer, use_subscription, vs plain JS (goal ≥ 0.95×)" "$(thousands "$subscription") ($(range layer-subscription))" "$(thousands "$raw") (plain JS)" "$(paired layer-subscription raw-js) ($(paired_range layer-subscription raw-js))" "$cmd"
+  report_row "socket layer, use_subscription, vs yew-hooks (goal ≥ 1×)" "$(thousands "$subscription")" "$(thousands "$hooks") (yew-hooks)" "$(paired layer-subscription yew-hooks) ($(paired_range layer-subscription yew-hooks))" "$cmd"
+  report_row "socket layer, rendering a live count, vs non-rendering (goal ≥ 0.9×)" "$(thousands "$render") ($(range layer-render))" "$(thousands "$subscription") (use_subscription)" "$(paired layer-render layer-subscription) ($(paired_range layer-render layer-subscription))" "$cmd"
   report_row "rendering variant, renders per animation frame, worst run (goal ≤ 1)" "$per_frame" "1" "$(ratio "$per_frame" 1)" "$cmd"
   local script_raw script_hooks script_handler script_subscription script_render
   script_raw="$(inbound_value variant=raw-js script_us "$out")"

@@ -49,10 +49,10 @@ struct Args {
     #[arg(long)]
     raw_page: PathBuf,
     /// Messages pushed per run.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 100_000)]
     messages: u64,
     /// Rounds of the five variants.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Deadline for one run, in seconds.
     #[arg(long, default_value_t = 120)]
@@ -72,6 +72,12 @@ const VARIANTS: [(&str, &str); 5] = [
     ("layer-subscription", "/app/?v=subscription&"),
     ("layer-render", "/app/?v=render&"),
 ];
+
+/// The ratios reported, as (variant, baseline) indices into [`VARIANTS`]:
+/// each is taken within a round (both ran minutes apart at most, in the
+/// same browser), then the median over rounds, so a slow patch of the
+/// shared machine moves both sides of a ratio, not one.
+const RATIOS: [(usize, usize); 6] = [(1, 0), (2, 0), (3, 0), (2, 1), (3, 1), (4, 3)];
 
 /// Frames written before each flush.
 const BATCH: u64 = 256;
@@ -179,6 +185,21 @@ async fn measure(browser: &Browser, addr: SocketAddr, args: &Args) -> Result<()>
         println!(
             "variant={name} median={median:.0} min={min:.0} max={max:.0} runs={} script_us={script:.1} task_us={task:.1}",
             rates[index].len()
+        );
+    }
+    for (variant, baseline) in RATIOS {
+        let per_round: Vec<f64> = rates[variant]
+            .iter()
+            .zip(&rates[baseline])
+            .map(|(v, b)| v / b)
+            .collect();
+        let (median, max) = median_max(&per_round);
+        let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "ratio={}/{} median={median:.3} min={min:.3} max={max:.3} rounds={}",
+            VARIANTS[variant].0,
+            VARIANTS[baseline].0,
+            per_round.len()
         );
     }
     let (_, worst) = median_max(&renders_per_frame);
