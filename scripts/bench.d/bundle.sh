@@ -185,8 +185,12 @@ bench_bundle() {
   # shellcheck disable=SC2064 # expand $work now: it is local
   trap "rm -rf '$work'" EXIT
   local name dir
-  for name in app "${BUNDLE_BASELINES[@]}"; do
-    if [ "$name" = app ]; then dir="$ROOT"; else dir="$ROOT/bench/baselines/$name"; fi
+  # The app's release dist is the one the ui, recovery and memory sections
+  # run (built once per source state, see recovery_app_dist).
+  recovery_app_dist
+  bundle_measure "$RECOVERY_APP_DIST" >"$BENCH_OUT/bundle-app.tsv"
+  for name in "${BUNDLE_BASELINES[@]}"; do
+    dir="$ROOT/bench/baselines/$name"
     bundle_build "$name" "$dir" "$work/$name"
     bundle_measure "$work/$name" >"$BENCH_OUT/bundle-$name.tsv"
   done

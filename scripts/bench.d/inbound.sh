@@ -91,23 +91,29 @@ MD
   report_row "main-thread script per message, µs, use_socket_handler" "$script_handler" "$script_raw (plain JS)" "$(ratio "$script_handler" "$script_raw")" "$cmd"
   report_row "main-thread script per message, µs, use_subscription" "$script_subscription" "$script_raw (plain JS)" "$(ratio "$script_subscription" "$script_raw")" "$cmd"
   report_row "main-thread script per message, µs, rendering variant" "$script_render" "$script_raw (plain JS)" "$(ratio "$script_render" "$script_raw")" "$cmd"
+  local task_raw task_handler
+  task_raw="$(inbound_value variant=raw-js task_us "$out")"
+  task_handler="$(inbound_value variant=layer-handler task_us "$out")"
   report_text <<MD
 **What bounds these figures: the browser's WebSocket delivery, not the page.**
 All five variants land within a few per cent of each other, around 20,000
-messages/s. The push server is not the cap: a Python \`websockets\` client
-read the same server at about 105,000 messages/s while a browser run was
-going. Nor is the page's script: DevTools \`Performance.getMetrics\`
+messages/s, and the per-round ratios move by up to about ±9 % from round to round
+(the brackets), so a ratio near 1 says "as fast as the browser delivers",
+not that one variant is faster. The push server is not the cap: a Python
+\`websockets\` client read the same server at about 105,000 messages/s.
+Nor is the page's script alone: DevTools \`Performance.getMetrics\`
 (\`ScriptDuration\`, \`TaskDuration\` over each run, divided by the
-messages) gives the script time per message in the rows above, a small part
-of the ~50 µs per message the browser takes overall, most of it in
-Chromium's own message delivery (\`TaskDuration\` per message is shown in
-\`$BENCH_OUT/inbound.out\`). So the dispatch ratios hold because every
-variant waits on the same browser; the script-time rows are where the
-variants really differ, and where the socket layer's cost shows: it spends
-more script time per message than plain JS, by the ratios above (parsing into a JSON
-value, stream sequencing, dispatch, then decoding the typed struct), and
-less than yew-hooks, whose \`message\` state re-renders its component once
-per message ($(thousands "$messages") renders per run here).
+messages) gives $script_raw µs of script in $task_raw µs of main-thread
+task time per message for plain JS, and $script_handler µs in $task_handler µs for
+\`use_socket_handler\`; the rest of the task time is Chromium's own message
+delivery. A CPU profile (\`bench-inbound --profile DIR\`) shows the same:
+about 60 % of the main thread in "(program)", the browser's native work,
+for every variant. The script-time rows are where the variants really
+differ, and where the socket layer's cost shows: about twice the script
+time of plain JS (copying the string into wasm, parsing into a JSON value,
+stream sequencing, dispatch, then decoding the typed struct), and less than
+yew-hooks, whose \`message\` state re-renders its component once per message
+($(thousands "$messages") renders per run here).
 MD
   report_end
 }
