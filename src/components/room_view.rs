@@ -90,17 +90,39 @@ fn people_line(people: usize, users: &[String]) -> String {
         1..=5 if users.len() == people => format!("Here: {}", users.join(", ")),
         n => {
             let first: Vec<&str> = users.iter().take(4).map(String::as_str).collect();
-            format!("{n} people here: {}, …", first.join(", "))
+            format!("{} people here: {}, …", grouped(n), first.join(", "))
         }
     }
 }
 
+/// `n` with a comma between each group of three digits: 5,000.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::people_line;
+    use super::{grouped, people_line};
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("u{i}")).collect()
+    }
+
+    #[test]
+    fn counts_group_their_digits_by_three() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(100), "100");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(10_000), "10,000");
+        assert_eq!(grouped(100_000), "100,000");
     }
 
     #[test]
@@ -114,7 +136,15 @@ mod tests {
         // A presence list cut at 50 names still shows the room's size.
         assert_eq!(
             people_line(5_000, &names(50)),
-            "5000 people here: u0, u1, u2, u3, …"
+            "5,000 people here: u0, u1, u2, u3, …"
+        );
+        assert_eq!(
+            people_line(1_234_567, &names(50)),
+            "1,234,567 people here: u0, u1, u2, u3, …"
+        );
+        assert_eq!(
+            people_line(999, &names(50)),
+            "999 people here: u0, u1, u2, u3, …"
         );
     }
 }
