@@ -38,6 +38,7 @@ server_run() {
     printf 'server_cpu_s=%s\n' "$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat" 2>/dev/null)"
     printf 'loadgen_cpu_s=%s\n' "$(awk 'NF == 2 {printf "%.1f", $1 + $2}' "$dir/loadgen.time")"
   } >"$out"
+  printf 'deliveries_per_cpu_s=%s\n' "$(server_per_cpu "$out")" >>"$out"
   cat "$dir/loadgen.out" "$out" >&2
   stop_pid "$pid"
   rm -rf "$dir"
@@ -92,17 +93,6 @@ server_all_delivered() {
 server_per_cpu() {
   awk -v d="$(server_field "$1" delivered)" -v c="$(server_field "$1" server_cpu_s)" \
     'BEGIN { if (d != "" && c + 0 > 0) printf "%.0f\n", d / c }'
-}
-
-# server_median_per_cpu FILES...: its median over the runs that finished.
-server_median_per_cpu() {
-  local f vals=()
-  for f in "$@"; do
-    [ "$(server_field "$f" failed)" = 0 ] || continue
-    vals+=("$(server_per_cpu "$f")")
-  done
-  [ "${#vals[@]}" -gt 0 ] || return 0
-  printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
 }
 
 bench_server() {
@@ -169,8 +159,8 @@ MD
     ws=("$BENCH_OUT"/server-ws-"$clients"-*.run)
     report_row "$label: every offered delivery arrived, every run" \
       "$(server_all_delivered "${ours[@]}")" "$(server_all_delivered "${ws[@]}") (ws)" "" "scripts/bench server"
-    o="$(server_median_per_cpu "${ours[@]}")"
-    w="$(server_median_per_cpu "${ws[@]}")"
+    o="$(server_median deliveries_per_cpu_s "${ours[@]}")"
+    w="$(server_median deliveries_per_cpu_s "${ws[@]}")"
     report_row "$label: deliveries per server CPU-second (higher is better)" \
       "$(thousands "${o:-failed}")" "$(thousands "${w:-failed}") (ws)" "$(ratio "$o" "$w")" "scripts/bench server"
     o="$(server_median delivered_per_sec "${ours[@]}")"
@@ -201,8 +191,8 @@ MD
       "" "scripts/bench server"
   done
   local goal all
-  o="$(server_median_per_cpu "$BENCH_OUT"/server-ours-5000-*.run)"
-  w="$(server_median_per_cpu "$BENCH_OUT"/server-ws-5000-*.run)"
+  o="$(server_median deliveries_per_cpu_s "$BENCH_OUT"/server-ours-5000-*.run)"
+  w="$(server_median deliveries_per_cpu_s "$BENCH_OUT"/server-ws-5000-*.run)"
   all="$(server_all_delivered "$BENCH_OUT"/server-ours-5000-*.run)"
   goal="$(awk -v a="$o" -v b="$w" -v all="$all" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "not measured"; else if (a / b >= 1 && all == "yes") print "met"; else print "missed" }')"
   report_text <<MD

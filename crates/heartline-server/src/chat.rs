@@ -138,6 +138,15 @@ impl Room {
         }
     }
 
+    /// Queues `text` for every member except `skip`; returns how many got it.
+    fn fan_out(&self, skip: Option<ConnId>, text: &Utf8Bytes) -> usize {
+        self.members
+            .values()
+            .filter(|m| Some(m.peer.id) != skip)
+            .filter(|m| m.peer.push(Outbound::Text(text.clone())))
+            .count()
+    }
+
     /// Moves the stream position forward (a new epoch replaces it).
     fn advance(&mut self, epoch: u64, seq: u64) {
         if self.epoch != epoch {
@@ -457,11 +466,7 @@ impl Hub {
         let Some(r) = rooms.get(room) else {
             return 0;
         };
-        let text = frame(&ServerMessage::Presence(r.presence(room)));
-        r.members
-            .values()
-            .filter(|m| m.peer.push(Outbound::Text(text.clone())))
-            .count()
+        r.fan_out(None, &frame(&ServerMessage::Presence(r.presence(room))))
     }
 
     /// Sends a stored chat message to the members of its room.
@@ -487,14 +492,7 @@ impl Hub {
     /// Queues `text` for every member except `skip`; returns how many got it.
     fn fan_out(&self, room: &str, skip: Option<ConnId>, text: &Utf8Bytes) -> usize {
         let rooms = self.rooms();
-        let Some(r) = rooms.get(room) else {
-            return 0;
-        };
-        r.members
-            .values()
-            .filter(|m| Some(m.peer.id) != skip)
-            .filter(|m| m.peer.push(Outbound::Text(text.clone())))
-            .count()
+        rooms.get(room).map_or(0, |r| r.fan_out(skip, text))
     }
 }
 
