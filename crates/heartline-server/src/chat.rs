@@ -1,10 +1,16 @@
 //! Rooms in memory: who is in each (presence) and fan-out of chat messages,
 //! typing and presence to the members' send queues.
 //!
-//! Chat messages are published by the store's thread right after the commit
-//! that gave them their `seq`, in `seq` order, and a `join` registers its
-//! member on that same thread after queueing the history: so a member sees
-//! every message of a room exactly once and in order.
+//! Each room delivers its chat stream in `seq` order, each message once.
+//! With SQLite the store's one thread publishes in `seq` order and runs each
+//! join's hand-off between two publishes, so messages arrive in order. With
+//! PostgreSQL (several writers, maybe other processes through the bus) they
+//! may not: [`Hub::publish`] buffers a message that arrives ahead of a gap
+//! and says so ([`Offer::Gap`]) so the caller fills the gap from the
+//! database, and it drops one already delivered. A joiner whose history
+//! reaches past what the room delivered skips those messages when they come;
+//! one whose history stops short of it is told to read again
+//! ([`JoinOutcome::Stale`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,7 +25,11 @@ use heartline_protocol::{
 };
 
 use crate::peer::{ConnId, Outbound, Peer};
-use crate::store::UserId;
+use crate::store::{JoinOutcome, UserId};
+
+/// Most messages a room buffers behind a gap; beyond, the fill from the
+/// database brings them (it reads everything after the gap anyway).
+pub const MAX_PENDING: usize = 4_096;
 
 /// Presence of a room is broadcast at most once per this window (the
 /// shortest; see [`presence_window`]).
@@ -71,8 +81,14 @@ struct Room {
     last_active: Instant,
     /// Stream epoch; 0 until the store reported it (not yet listed).
     epoch: u64,
-    /// Highest `seq` stored.
+    /// Highest `seq` known to be stored.
     last_seq: u64,
+    /// Highest `seq` fanned out to the members, in order.
+    delivered: u64,
+    /// Messages that arrived ahead of a gap, by `seq`.
+    pending: BTreeMap<u64, ChatMessage>,
+    /// A fill of the gap from the database is running.
+    filling: bool,
 }
 
 impl Room {
@@ -85,6 +101,9 @@ impl Room {
             last_active: Instant::now(),
             epoch: 0,
             last_seq: 0,
+            delivered: 0,
+            pending: BTreeMap::new(),
+            filling: false,
         }
     }
 
@@ -147,15 +166,65 @@ impl Room {
             .count()
     }
 
-    /// Moves the stream position forward (a new epoch replaces it).
-    fn advance(&mut self, epoch: u64, seq: u64) {
+    /// The store says the stream is at (`epoch`, `last_seq`). A new epoch
+    /// (the room was created again) starts over; an empty room has nobody
+    /// to deliver the missed messages to, so it skips ahead.
+    fn observe(&mut self, epoch: u64, last_seq: u64) {
         if self.epoch != epoch {
             self.epoch = epoch;
-            self.last_seq = seq;
+            self.last_seq = last_seq;
+            self.delivered = if self.members.is_empty() { last_seq } else { 0 };
+            self.pending.clear();
+            // Their histories were of the old stream.
+            for m in self.members.values_mut() {
+                m.history_to = 0;
+            }
         } else {
-            self.last_seq = self.last_seq.max(seq);
+            self.last_seq = self.last_seq.max(last_seq);
+            if self.members.is_empty() {
+                self.delivered = self.delivered.max(last_seq);
+            }
         }
+        let delivered = self.delivered;
+        self.pending.retain(|seq, _| *seq > delivered);
     }
+
+    /// Fans out `msg`, the next in order, to the members whose history does
+    /// not have it already.
+    fn deliver(&mut self, msg: &ChatMessage, text: &Utf8Bytes) -> usize {
+        self.delivered = msg.seq;
+        self.last_seq = self.last_seq.max(msg.seq);
+        self.members
+            .values()
+            .filter(|m| m.history_to < msg.seq)
+            .filter(|m| m.peer.push(Outbound::Text(text.clone())))
+            .count()
+    }
+
+    /// Whether messages known to be stored have not been delivered yet.
+    fn lags(&self) -> bool {
+        self.delivered < self.last_seq || !self.pending.is_empty()
+    }
+}
+
+/// What [`Hub::publish`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// Fanned out, with any buffered messages it unblocked: how many
+    /// queues got the message.
+    Delivered(usize),
+    /// Delivered before (from the bus and a fill, say): dropped.
+    Old,
+    /// Buffered behind a gap: fill the room's messages after `after` from
+    /// the store and publish them, then call [`Hub::fill_done`].
+    Gap {
+        /// The last `seq` delivered in order.
+        after: u64,
+    },
+    /// Buffered behind a gap that a running fill will close.
+    Buffered,
+    /// This process has no such room.
+    NoRoom,
 }
 
 #[derive(Debug)]
@@ -163,6 +232,8 @@ struct Member {
     peer: Peer,
     user: UserId,
     name: String,
+    /// The history sent at join reached this `seq`.
+    history_to: u64,
 }
 
 /// A room could not be created.
@@ -210,13 +281,38 @@ impl Hub {
             .collect()
     }
 
-    /// Records where a room's stream is (from the store: at start, and with
-    /// each join's history). Ignored for a room that does not exist.
-    pub fn set_stream(&self, room: &str, epoch: u64, last_seq: u64) {
-        if let Some(r) = self.rooms().get_mut(room) {
-            r.advance(epoch, last_seq);
-        }
+    /// Records where a room's stream is, as the store reports it (at start,
+    /// and when re-syncing). Ignored for a room that does not exist.
+    /// Returns `Some(after)` when the room's members miss stored messages
+    /// after `after`: the caller fills them from the store, as for
+    /// [`Offer::Gap`].
+    pub fn set_stream(&self, room: &str, epoch: u64, last_seq: u64) -> Option<u64> {
+        let lag = self.rooms().get_mut(room).and_then(|r| {
+            r.observe(epoch, last_seq);
+            Self::start_fill(r)
+        });
         self.touch_directory();
+        lag
+    }
+
+    /// Marks a fill running if `r` lags and none is; returns where it starts.
+    fn start_fill(r: &mut Room) -> Option<u64> {
+        if r.lags() && !r.filling {
+            r.filling = true;
+            Some(r.delivered)
+        } else {
+            None
+        }
+    }
+
+    /// A fill started by [`Offer::Gap`] (or [`Hub::set_stream`]) published
+    /// what the store had. Returns `Some(after)` if the room still lags
+    /// (fill again from there), else ends the fill.
+    pub fn fill_done(&self, room: &str) -> Option<u64> {
+        let mut rooms = self.rooms();
+        let r = rooms.get_mut(room)?;
+        r.filling = false;
+        Self::start_fill(r)
     }
 
     fn rooms(&self) -> MutexGuard<'_, BTreeMap<String, Room>> {
@@ -317,24 +413,39 @@ impl Hub {
         }
     }
 
-    /// Queues `frames` for `peer`, then makes it (user `user`, shown as
-    /// `name`) a member of `room`, in one step. Returns false if the room
-    /// does not exist or the peer's queue is full (the peer is then being
-    /// closed).
+    /// Queues `frames` (the history, read at stream position `stream`:
+    /// epoch and last `seq`) for `peer`, then makes it (user `user`, shown
+    /// as `name`) a member of `room`, in one step, so it gets every later
+    /// message once. `None` for `stream` joins without history.
+    ///
+    /// [`JoinOutcome::Stale`] if the history stops short of what the room
+    /// has delivered already (read it again); [`JoinOutcome::Failed`] if the
+    /// room does not exist or the peer's queue is full (the peer is then
+    /// being closed).
     pub fn join(
         &self,
         room: &str,
         peer: &Peer,
-        user: UserId,
-        name: &str,
+        (user, name): (UserId, &str),
+        stream: Option<(u64, u64)>,
         frames: Vec<Utf8Bytes>,
-    ) -> bool {
+    ) -> JoinOutcome {
         let mut rooms = self.rooms();
         let Some(r) = rooms.get_mut(room) else {
-            return false;
+            return JoinOutcome::Failed;
+        };
+        let history_to = match stream {
+            Some((epoch, last_seq)) => {
+                if epoch == r.epoch && last_seq < r.delivered && !r.members.is_empty() {
+                    return JoinOutcome::Stale;
+                }
+                r.observe(epoch, last_seq);
+                last_seq
+            }
+            None => r.delivered,
         };
         if !peer.push(Outbound::Batch(frames)) {
-            return false;
+            return JoinOutcome::Failed;
         }
         r.last_active = Instant::now();
         r.add_member(
@@ -343,11 +454,34 @@ impl Hub {
                 peer: peer.clone(),
                 user,
                 name: name.to_string(),
+                history_to,
             },
         );
         drop(rooms);
         self.touch_directory();
-        true
+        JoinOutcome::Joined
+    }
+
+    /// Gives up on a gap the store cannot fill: delivers what waits behind
+    /// it, in order, and moves on to the newest `seq` known.
+    pub fn skip_gap(&self, room: &str) {
+        let mut rooms = self.rooms();
+        let Some(r) = rooms.get_mut(room) else {
+            return;
+        };
+        for (_, msg) in std::mem::take(&mut r.pending) {
+            let text = frame(&ServerMessage::ChatMessage(msg.clone()));
+            r.deliver(&msg, &text);
+        }
+        r.delivered = r.delivered.max(r.last_seq);
+    }
+
+    /// Whether `room` has stored messages its members have not had yet,
+    /// with no fill running: then marks a fill running and returns where
+    /// it starts (after a join whose history ran ahead, the messages in
+    /// between normally arrive by themselves; this is the check after).
+    pub fn lagging(&self, room: &str) -> Option<u64> {
+        self.rooms().get_mut(room).and_then(Self::start_fill)
     }
 
     /// Removes a connection from a room. Returns whether it was a member.
@@ -469,15 +603,50 @@ impl Hub {
         r.fan_out(None, &frame(&ServerMessage::Presence(r.presence(room))))
     }
 
-    /// Sends a stored chat message to the members of its room.
-    pub fn publish(&self, msg: &ChatMessage) -> usize {
-        if let Some(r) = self.rooms().get_mut(&msg.stream) {
-            r.last_active = Instant::now();
-            r.advance(msg.epoch, msg.seq);
-        }
-        self.touch_directory();
+    /// Sends a stored chat message to the members of its room, in `seq`
+    /// order: see [`Offer`].
+    pub fn publish(&self, msg: &ChatMessage) -> Offer {
         let text = frame(&ServerMessage::ChatMessage(msg.clone()));
-        self.fan_out(&msg.stream, None, &text)
+        let offer = self.offer(msg, &text);
+        if matches!(offer, Offer::Delivered(_)) {
+            self.touch_directory();
+        }
+        offer
+    }
+
+    fn offer(&self, msg: &ChatMessage, text: &Utf8Bytes) -> Offer {
+        let mut rooms = self.rooms();
+        let Some(r) = rooms.get_mut(&msg.stream) else {
+            return Offer::NoRoom;
+        };
+        r.last_active = Instant::now();
+        if r.epoch != msg.epoch {
+            // The first message this process sees of the room, or the room
+            // was created again (a new stream): start from it.
+            r.observe(msg.epoch, msg.seq.saturating_sub(1));
+        }
+        if msg.seq <= r.delivered {
+            return Offer::Old;
+        }
+        if msg.seq > r.delivered + 1 {
+            r.last_seq = r.last_seq.max(msg.seq);
+            if r.pending.len() < MAX_PENDING {
+                r.pending.insert(msg.seq, msg.clone());
+            }
+            return match Self::start_fill(r) {
+                Some(after) => Offer::Gap { after },
+                None => Offer::Buffered,
+            };
+        }
+        let delivered = r.deliver(msg, text);
+        // Whatever waited behind this one, in order.
+        while let Some(next) = r.pending.remove(&(r.delivered + 1)) {
+            let text = frame(&ServerMessage::ChatMessage(next.clone()));
+            r.deliver(&next, &text);
+        }
+        let done = r.delivered;
+        r.pending.retain(|seq, _| *seq > done);
+        Offer::Delivered(delivered)
     }
 
     /// Relays "`from` is typing" to the other members of a room.
@@ -519,10 +688,22 @@ mod tests {
         let (p1, _r1) = peer(1, 8);
         let (p2, _r2) = peer(2, 8);
         let (p3, _r3) = peer(3, 8);
-        assert!(hub.join("lobby", &p1, 1, "bo", vec![]));
-        assert!(hub.join("lobby", &p2, 2, "al", vec![]));
-        assert!(hub.join("lobby", &p3, 2, "al", vec![]));
-        assert!(!hub.join("nope", &p3, 2, "al", vec![]));
+        assert_eq!(
+            hub.join("lobby", &p1, (1, "bo"), None, vec![]),
+            JoinOutcome::Joined
+        );
+        assert_eq!(
+            hub.join("lobby", &p2, (2, "al"), None, vec![]),
+            JoinOutcome::Joined
+        );
+        assert_eq!(
+            hub.join("lobby", &p3, (2, "al"), None, vec![]),
+            JoinOutcome::Joined
+        );
+        assert_eq!(
+            hub.join("nope", &p3, (2, "al"), None, vec![]),
+            JoinOutcome::Failed
+        );
         assert_eq!(hub.presence("lobby").users, vec!["al", "bo"]);
         assert_eq!(hub.presence("lobby").count, 2);
         assert!(hub.leave("lobby", 1));
@@ -539,12 +720,18 @@ mod tests {
         let mut queues = Vec::new();
         for i in 0..n {
             let (p, rx) = peer(i as ConnId, 8);
-            assert!(hub.join("big", &p, i as UserId, &format!("u{i:03}"), vec![]));
+            assert_eq!(
+                hub.join("big", &p, (i as UserId, &format!("u{i:03}")), None, vec![]),
+                JoinOutcome::Joined
+            );
             queues.push(rx);
         }
         // A second tab of u000 is not a second name.
         let (tab, _rx) = peer(n as ConnId, 8);
-        assert!(hub.join("big", &tab, 0, "u000", vec![]));
+        assert_eq!(
+            hub.join("big", &tab, (0, "u000"), None, vec![]),
+            JoinOutcome::Joined
+        );
         let p = hub.presence("big");
         assert_eq!(p.count as usize, n);
         assert_eq!(p.users.len(), MAX_PRESENCE_NAMES);
@@ -580,9 +767,18 @@ mod tests {
         let (p1, _r1) = peer(1, 8);
         let (p2, _r2) = peer(2, 8);
         let (p3, _r3) = peer(3, 8);
-        assert!(hub.join("a", &p1, 10, "ada", vec![]));
-        assert!(hub.join("a", &p2, 10, "ada", vec![])); // a second tab
-        assert!(hub.join("a", &p3, 11, "bo", vec![]));
+        assert_eq!(
+            hub.join("a", &p1, (10, "ada"), None, vec![]),
+            JoinOutcome::Joined
+        );
+        assert_eq!(
+            hub.join("a", &p2, (10, "ada"), None, vec![]),
+            JoinOutcome::Joined
+        ); // a second tab
+        assert_eq!(
+            hub.join("a", &p3, (11, "bo"), None, vec![]),
+            JoinOutcome::Joined
+        );
         hub.publish(&ChatMessage {
             stream: "a".into(),
             epoch: 7,
@@ -609,6 +805,125 @@ mod tests {
         assert_eq!(hub.directory()[0], summary("a", 8, 0, 1));
     }
 
+    fn msg(seq: u64) -> ChatMessage {
+        ChatMessage {
+            stream: "r".into(),
+            epoch: 7,
+            seq,
+            id: format!("c{seq}"),
+            from: "ada".into(),
+            text: format!("m{seq}"),
+            at: 1,
+        }
+    }
+
+    /// The `seq`s of the chat messages queued for a peer (history included).
+    fn seqs_received(rx: &mut mpsc::Receiver<Outbound>) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Ok(out) = rx.try_recv() {
+            let frames = match out {
+                Outbound::Text(t) => vec![t],
+                Outbound::Batch(b) => b,
+            };
+            for f in frames {
+                if let Ok(ServerMessage::ChatMessage(m)) = serde_json::from_str(f.as_str()) {
+                    seqs.push(m.seq);
+                }
+            }
+        }
+        seqs
+    }
+
+    #[test]
+    fn messages_out_of_order_are_delivered_in_order_once_and_a_gap_is_reported() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        assert_eq!(hub.set_stream("r", 7, 0), None);
+        let (p, mut rx) = peer(1, 64);
+        assert_eq!(
+            hub.join("r", &p, (1, "ada"), Some((7, 0)), vec![]),
+            JoinOutcome::Joined
+        );
+        assert_eq!(hub.publish(&msg(1)), Offer::Delivered(1));
+        // 3 before 2: held back, and the first hole asks for a fill.
+        assert_eq!(hub.publish(&msg(3)), Offer::Gap { after: 1 });
+        assert_eq!(hub.publish(&msg(4)), Offer::Buffered);
+        assert_eq!(seqs_received(&mut rx), vec![1]);
+        assert_eq!(hub.publish(&msg(2)), Offer::Delivered(1));
+        assert_eq!(seqs_received(&mut rx), vec![2, 3, 4]);
+        // Again (from the bus and from a fill): dropped.
+        assert_eq!(hub.publish(&msg(3)), Offer::Old);
+        assert_eq!(hub.fill_done("r"), None, "nothing missing any more");
+        assert_eq!(hub.directory()[0].last_seq, 4);
+        assert!(seqs_received(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn a_gap_the_fill_cannot_close_is_skipped_and_a_running_fill_is_not_doubled() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        hub.set_stream("r", 7, 0);
+        let (p, mut rx) = peer(1, 64);
+        hub.join("r", &p, (1, "ada"), Some((7, 0)), vec![]);
+        assert_eq!(hub.publish(&msg(5)), Offer::Gap { after: 0 });
+        assert_eq!(hub.lagging("r"), None, "a fill is running");
+        assert_eq!(hub.fill_done("r"), Some(0), "still missing 1-4");
+        hub.skip_gap("r");
+        assert_eq!(seqs_received(&mut rx), vec![5]);
+        assert_eq!(hub.fill_done("r"), None);
+        assert_eq!(hub.publish(&msg(6)), Offer::Delivered(1));
+    }
+
+    #[test]
+    fn a_join_reads_again_if_its_history_is_behind_and_skips_what_it_has() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        hub.set_stream("r", 7, 0);
+        let (a, mut rx_a) = peer(1, 64);
+        hub.join("r", &a, (1, "ada"), Some((7, 0)), vec![]);
+        hub.publish(&msg(1));
+        hub.publish(&msg(2));
+        // History read at seq 1, but the room delivered 2 already.
+        let (b, mut rx_b) = peer(2, 64);
+        assert_eq!(
+            hub.join("r", &b, (2, "bo"), Some((7, 1)), vec![]),
+            JoinOutcome::Stale
+        );
+        // History read at seq 4: 3 and 4 are still on their way here.
+        assert_eq!(
+            hub.join("r", &b, (2, "bo"), Some((7, 4)), vec![]),
+            JoinOutcome::Joined
+        );
+        assert_eq!(hub.lagging("r"), Some(2));
+        hub.fill_done("r");
+        for seq in 3..=5 {
+            hub.publish(&msg(seq));
+        }
+        assert_eq!(seqs_received(&mut rx_a), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            seqs_received(&mut rx_b),
+            vec![5],
+            "3 and 4 came with its history"
+        );
+        assert_eq!(hub.lagging("r"), None);
+    }
+
+    #[test]
+    fn an_empty_room_skips_ahead_and_a_new_epoch_starts_over() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        hub.set_stream("r", 7, 0);
+        // Nobody here to deliver to: no gap to fill.
+        assert_eq!(hub.set_stream("r", 7, 9), None);
+        assert_eq!(hub.publish(&msg(10)), Offer::Delivered(0));
+        let (p, mut rx) = peer(1, 64);
+        hub.join("r", &p, (1, "ada"), Some((7, 10)), vec![]);
+        // The room was deleted and made again elsewhere: seq 1 is new.
+        let fresh = ChatMessage { epoch: 8, ..msg(1) };
+        assert_eq!(hub.publish(&fresh), Offer::Delivered(1));
+        assert_eq!(seqs_received(&mut rx), vec![1]);
+    }
+
     #[test]
     fn only_empty_idle_non_permanent_rooms_expire() {
         let hub = Hub::new(10);
@@ -616,7 +931,10 @@ mod tests {
         hub.add_existing_room("old");
         assert_eq!(hub.create_room("busy"), Ok(true));
         let (p, _rx) = peer(1, 8);
-        assert!(hub.join("busy", &p, 1, "ada", vec![]));
+        assert_eq!(
+            hub.join("busy", &p, (1, "ada"), None, vec![]),
+            JoinOutcome::Joined
+        );
         let mut queued = Vec::new();
         let expired = hub.expire_idle(Duration::ZERO, |names| queued = names.to_vec());
         assert_eq!(expired, vec!["old".to_string()]);
@@ -635,8 +953,14 @@ mod tests {
         hub.add_existing_room("r");
         let (slow, _slow_rx) = peer(1, 1);
         let (fast, mut fast_rx) = peer(2, 8);
-        assert!(hub.join("r", &slow, 1, "slow", vec![]));
-        assert!(hub.join("r", &fast, 2, "fast", vec![]));
+        assert_eq!(
+            hub.join("r", &slow, (1, "slow"), None, vec![]),
+            JoinOutcome::Joined
+        );
+        assert_eq!(
+            hub.join("r", &fast, (2, "fast"), None, vec![]),
+            JoinOutcome::Joined
+        );
         while fast_rx.try_recv().is_ok() {}
         assert_eq!(hub.typing("r", 99, "x"), 1); // slow's queue is full now
         assert!(slow.is_closing());

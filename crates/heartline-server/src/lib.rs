@@ -26,6 +26,7 @@ mod session;
 pub mod state;
 pub mod static_files;
 pub mod store;
+pub mod sync;
 pub mod transport;
 
 use std::future::Future;
@@ -102,7 +103,7 @@ pub async fn serve(
             "connections still open after the grace period"
         );
     }
-    match state.store().checkpoint().await {
+    match store::ChatStore::checkpoint(state.store()).await {
         Ok(()) => tracing::info!("database flushed"),
         Err(e) => tracing::error!(error = %e, "database flush failed"),
     }

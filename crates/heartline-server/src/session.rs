@@ -24,10 +24,15 @@ use serde_json::Value;
 use crate::limits::retry_after_ms;
 use crate::peer::{CloseReason, Outbound, Peer};
 use crate::state::{AppState, OnlineGuard};
-use crate::store::{History, HistoryQuery, Page, StoreError, Stored, UserId};
+use crate::store::{
+    ChatStore, History, HistoryQuery, JoinOutcome, Page, StoreError, Stored, UserId,
+};
 
 /// Longest client message id, in bytes.
 const MAX_ID_BYTES: usize = 128;
+
+/// Most times a join reads its history (see [`JoinOutcome::Stale`]).
+const MAX_JOIN_READS: usize = 8;
 
 /// Client frame types the server knows (to tell an unknown type from a known
 /// type with bad fields).
@@ -309,40 +314,48 @@ impl Session {
             recent,
             max: config.history_max,
         };
-        let (peer, key) = (self.peer.clone(), room.clone());
-        let handoff = Box::new(move |history: History| {
-            hub.set_stream(&key, history.epoch, history.last_seq);
-            let mut frames: Vec<Utf8Bytes> = history
-                .messages
-                .into_iter()
-                .map(|m| Utf8Bytes::from(ServerMessage::ChatMessage(m).to_json()))
-                .collect();
-            frames.push(Utf8Bytes::from(
-                ServerMessage::Joined(Joined {
-                    stream: key.clone(),
-                    last_seq: history.last_seq,
-                    epoch: history.epoch,
-                })
-                .to_json(),
-            ));
-            hub.join(&key, &peer, user, &name, frames)
-        });
-        match self.state.store().join(&room, query, handoff).await {
-            Ok(true) => {
-                self.state.hub().presence_changed(&room, Some(&self.peer));
-                Ok(())
-            }
-            // The room expired in between, or our queue is full (and we are
-            // being closed).
-            Ok(false) => Err(Refused::new(
-                error_code::INTERNAL,
-                "join failed; join again",
-            )),
-            Err(e) => {
-                tracing::error!(error = %e, room, "join: store failed");
-                Err(Refused::internal())
+        // A history read before messages this process delivered already
+        // were committed (several writers) is read again.
+        for _ in 0..MAX_JOIN_READS {
+            let (peer, key, hub) = (self.peer.clone(), room.clone(), hub.clone());
+            let name = name.clone();
+            let handoff = Box::new(move |history: History| {
+                let stream = (history.epoch, history.last_seq);
+                let mut frames: Vec<Utf8Bytes> = history
+                    .messages
+                    .into_iter()
+                    .map(|m| Utf8Bytes::from(ServerMessage::ChatMessage(m).to_json()))
+                    .collect();
+                frames.push(Utf8Bytes::from(
+                    ServerMessage::Joined(Joined {
+                        stream: key.clone(),
+                        last_seq: history.last_seq,
+                        epoch: history.epoch,
+                    })
+                    .to_json(),
+                ));
+                hub.join(&key, &peer, (user, &name), Some(stream), frames)
+            });
+            match self.state.store().join(&room, query, handoff).await {
+                Ok(JoinOutcome::Joined) => {
+                    self.state.hub().presence_changed(&room, Some(&self.peer));
+                    self.state.sync().joined(&room);
+                    return Ok(());
+                }
+                Ok(JoinOutcome::Stale) => continue,
+                // The room expired in between, or our queue is full (and we
+                // are being closed).
+                Ok(JoinOutcome::Failed) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, room, "join: store failed");
+                    return Err(Refused::internal());
+                }
             }
         }
+        Err(Refused::new(
+            error_code::INTERNAL,
+            "join failed; join again",
+        ))
     }
 
     /// One page of older history: `history`, then (by the caller) the ack.

@@ -14,7 +14,8 @@ use crate::config::{Config, OriginPolicy};
 use crate::directory::{DIRECTORY_INTERVAL, Directory};
 use crate::limits::{ConnectionLimiter, RoomCreationLimiter};
 use crate::metrics::{Counters, MetricsHub, ServerStats};
-use crate::store::{ExpiredHistory, Store, StoreError, UserId};
+use crate::store::{ChatStore, ExpiredHistory, Store, StoreError, UserId};
+use crate::sync::StreamSync;
 
 /// Longest pause between two housekeeping sweeps.
 const MAX_SWEEP_PERIOD: Duration = Duration::from_secs(60);
@@ -31,6 +32,7 @@ struct Inner {
     local_addr: SocketAddr,
     origins: OriginPolicy,
     hub: Arc<Hub>,
+    sync: Arc<StreamSync>,
     directory: Arc<Directory>,
     store: Store,
     metrics: Arc<MetricsHub>,
@@ -57,14 +59,10 @@ impl AppState {
     /// the server's own origin).
     pub async fn new(config: Config, local_addr: SocketAddr) -> Result<AppState, StoreError> {
         let hub = Arc::new(Hub::new(config.max_rooms));
-        let publisher_hub = hub.clone();
-        let store = Store::open(
-            &config.db,
-            Arc::new(move |msg| {
-                publisher_hub.publish(msg);
-            }),
-        )
-        .await?;
+        let sync = Arc::new(StreamSync::new(hub.clone()));
+        let relay = sync.clone();
+        let store = Store::open(&config.db, Arc::new(move |msg| relay.committed(msg))).await?;
+        sync.attach(store.clone());
         for room in &config.rooms {
             match validate_room(room) {
                 Ok(room) => {
@@ -76,7 +74,7 @@ impl AppState {
         }
         for room in store.room_streams().await? {
             hub.add_existing_room(&room.name);
-            hub.set_stream(&room.name, room.epoch, room.last_seq);
+            sync.observed(&room.name, room.epoch, room.last_seq);
         }
         let directory = Arc::new(Directory::default());
         let counters = Arc::new(Counters::default());
@@ -95,6 +93,7 @@ impl AppState {
                 local_addr,
                 origins,
                 hub,
+                sync,
                 directory,
                 store,
                 metrics,
@@ -202,6 +201,11 @@ impl AppState {
     /// Rooms and members.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    /// Keeps each room's delivered stream whole (gap fills).
+    pub fn sync(&self) -> &Arc<StreamSync> {
+        &self.inner.sync
     }
 
     /// The live room directory's recipients.
