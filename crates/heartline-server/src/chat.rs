@@ -12,7 +12,7 @@
 //! one whose history stops short of it is told to read again
 //! ([`JoinOutcome::Stale`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -26,6 +26,13 @@ use heartline_protocol::{
 
 use crate::peer::{ConnId, Outbound, Peer};
 use crate::store::{JoinOutcome, UserId};
+
+/// A server process's id in a cluster (see [`crate::bus`]).
+pub type NodeId = u64;
+
+/// Where this process's presence changes go (the bus, in a cluster): the
+/// room, its local names (tabs per name) and distinct local users.
+pub type PresenceSink = Box<dyn Fn(&str, BTreeMap<String, u32>, u32) + Send + Sync>;
 
 /// Most messages a room buffers behind a gap; beyond, the fill from the
 /// database brings them (it reads everything after the gap anyway).
@@ -49,15 +56,25 @@ pub fn presence_window(members: usize) -> Duration {
 }
 
 /// The rooms and their members.
-#[derive(Debug)]
 pub struct Hub {
     inner: Mutex<BTreeMap<String, Room>>,
     presence: Mutex<HashMap<String, Throttle>>,
     max_rooms: usize,
+    /// Told of each change of a room's local presence, once per window.
+    presence_sink: std::sync::OnceLock<PresenceSink>,
     /// Signalled on every change the room directory shows (rooms created
     /// or removed, members, `last_seq`). A stored permit means "changed
     /// since you last looked", so no change is missed.
     changed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("rooms", &self.room_count())
+            .field("max_rooms", &self.max_rooms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per-room presence throttle: leading edge now, trailing edge once.
@@ -89,6 +106,19 @@ struct Room {
     pending: BTreeMap<u64, ChatMessage>,
     /// A fill of the gap from the database is running.
     filling: bool,
+    /// The members other processes have here, by process.
+    remote: HashMap<NodeId, RemotePresence>,
+    /// Local members came or went since the presence sink was last told.
+    local_changed: bool,
+}
+
+/// Another process's members of a room, as its last presence said.
+#[derive(Debug)]
+struct RemotePresence {
+    names: BTreeMap<String, u32>,
+    users: u32,
+    /// When that process was last heard from.
+    seen: Instant,
 }
 
 impl Room {
@@ -104,6 +134,8 @@ impl Room {
             delivered: 0,
             pending: BTreeMap::new(),
             filling: false,
+            remote: HashMap::new(),
+            local_changed: false,
         }
     }
 
@@ -111,6 +143,7 @@ impl Room {
     fn add_member(&mut self, conn: ConnId, member: Member) {
         *self.names.entry(member.name.clone()).or_default() += 1;
         *self.users.entry(member.user).or_default() += 1;
+        self.local_changed = true;
         if let Some(old) = self.members.insert(conn, member) {
             self.forget(&old);
         }
@@ -128,6 +161,7 @@ impl Room {
     }
 
     fn forget(&mut self, member: &Member) {
+        self.local_changed = true;
         if let Some(n) = self.names.get_mut(&member.name) {
             *n -= 1;
             if *n == 0 {
@@ -145,6 +179,22 @@ impl Room {
     /// The room's `presence`: the first [`MAX_PRESENCE_NAMES`] names in
     /// order, and how many there are.
     fn presence(&self, room: &str) -> Presence {
+        if !self.remote.is_empty() {
+            // The union over the processes.
+            let mut names: BTreeSet<&str> = self.names.keys().map(String::as_str).collect();
+            for r in self.remote.values() {
+                names.extend(r.names.keys().map(String::as_str));
+            }
+            return Presence {
+                room: room.to_string(),
+                users: names
+                    .iter()
+                    .take(MAX_PRESENCE_NAMES)
+                    .map(|n| n.to_string())
+                    .collect(),
+                count: u32::try_from(names.len()).unwrap_or(u32::MAX),
+            };
+        }
         Presence {
             room: room.to_string(),
             users: self
@@ -187,6 +237,20 @@ impl Room {
         }
         let delivered = self.delivered;
         self.pending.retain(|seq, _| *seq > delivered);
+    }
+
+    /// Distinct users here plus those other processes report (a user
+    /// with tabs on two processes counts twice).
+    fn online(&self) -> u32 {
+        let local = u32::try_from(self.users.len()).unwrap_or(u32::MAX);
+        self.remote
+            .values()
+            .fold(local, |n, r| n.saturating_add(r.users))
+    }
+
+    /// Nobody is in the room, here or elsewhere.
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.remote.is_empty()
     }
 
     /// Fans out `msg`, the next in order, to the members whose history does
@@ -252,6 +316,7 @@ impl Hub {
             inner: Mutex::new(BTreeMap::new()),
             presence: Mutex::new(HashMap::new()),
             max_rooms,
+            presence_sink: std::sync::OnceLock::new(),
             changed: Arc::new(Notify::new()),
         }
     }
@@ -276,7 +341,7 @@ impl Hub {
                 name: name.clone(),
                 epoch: r.epoch,
                 last_seq: r.last_seq,
-                online: u32::try_from(r.users.len()).unwrap_or(u32::MAX),
+                online: r.online(),
             })
             .collect()
     }
@@ -381,7 +446,7 @@ impl Hub {
             .iter()
             .filter(|(_, r)| {
                 !r.permanent
-                    && r.members.is_empty()
+                    && r.is_empty()
                     && now.duration_since(r.last_active) >= idle_for
             })
             .map(|(name, _)| name.clone())
@@ -595,12 +660,120 @@ impl Hub {
     /// Sends the room's current presence to all its members (serialized
     /// once, under the rooms' lock so it is the list of the members it
     /// goes to).
+    ///
+    /// If the local members changed since, the presence sink (see
+    /// [`Hub::set_presence_sink`]) is told too.
     pub fn broadcast_presence(&self, room: &str) -> usize {
-        let rooms = self.rooms();
-        let Some(r) = rooms.get(room) else {
+        let mut rooms = self.rooms();
+        let Some(r) = rooms.get_mut(room) else {
             return 0;
         };
-        r.fan_out(None, &frame(&ServerMessage::Presence(r.presence(room))))
+        let sent = r.fan_out(None, &frame(&ServerMessage::Presence(r.presence(room))));
+        let changed = std::mem::take(&mut r.local_changed)
+            .then(|| (r.names.clone(), u32::try_from(r.users.len()).unwrap_or(u32::MAX)));
+        drop(rooms);
+        if let (Some((names, users)), Some(sink)) = (changed, self.presence_sink.get()) {
+            sink(room, names, users);
+        }
+        sent
+    }
+
+    /// Where local presence changes go (set once: the cluster's bus).
+    pub fn set_presence_sink(&self, sink: PresenceSink) {
+        let _ = self.presence_sink.set(sink);
+    }
+
+    /// Every room's local presence (names, distinct users), for rooms with
+    /// local members or whose members just left: what a cluster heartbeat
+    /// re-sends.
+    pub fn local_presence(&self) -> Vec<(String, BTreeMap<String, u32>, u32)> {
+        self.rooms()
+            .iter_mut()
+            .filter(|(_, r)| !r.members.is_empty() || r.local_changed)
+            .map(|(name, r)| {
+                r.local_changed = false;
+                let users = u32::try_from(r.users.len()).unwrap_or(u32::MAX);
+                (name.clone(), r.names.clone(), users)
+            })
+            .collect()
+    }
+
+    /// Process `node` says who it has in `room` (empty: nobody). Creates
+    /// the room here if needed (it was made on that process). Returns
+    /// whether the room's presence changed.
+    pub fn set_remote_presence(
+        &self,
+        node: NodeId,
+        room: &str,
+        names: BTreeMap<String, u32>,
+        users: u32,
+    ) -> bool {
+        let mut rooms = self.rooms();
+        let r = rooms
+            .entry(room.to_string())
+            .or_insert_with(|| Room::new(false));
+        r.last_active = Instant::now();
+        let changed = if names.is_empty() {
+            r.remote.remove(&node).is_some()
+        } else {
+            let before = r.remote.insert(
+                node,
+                RemotePresence {
+                    names,
+                    users,
+                    seen: Instant::now(),
+                },
+            );
+            let now = &r.remote[&node];
+            before.is_none_or(|b| b.names != now.names || b.users != now.users)
+        };
+        drop(rooms);
+        if changed {
+            self.touch_directory();
+        }
+        changed
+    }
+
+    /// Process `node` is alive: its entries are fresh.
+    pub fn remote_alive(&self, node: NodeId) {
+        let now = Instant::now();
+        for r in self.rooms().values_mut() {
+            if let Some(p) = r.remote.get_mut(&node) {
+                p.seen = now;
+            }
+        }
+    }
+
+    /// Forgets what `node` reported (it said it is gone, or, with `None`,
+    /// every process not heard from for `max_age`). Returns the rooms
+    /// whose presence changed.
+    pub fn forget_remote(&self, node: Option<NodeId>, max_age: Duration) -> Vec<String> {
+        let now = Instant::now();
+        let mut changed = Vec::new();
+        for (name, r) in self.rooms().iter_mut() {
+            let before = r.remote.len();
+            r.remote.retain(|n, p| match node {
+                Some(gone) => *n != gone,
+                None => now.duration_since(p.seen) < max_age,
+            });
+            if r.remote.len() != before {
+                r.last_active = now;
+                changed.push(name.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.touch_directory();
+        }
+        changed
+    }
+
+    /// Relays "`from` (on another process) is typing" to the members here.
+    pub fn typing_elsewhere(&self, room: &str, from: &str) -> usize {
+        let text = frame(&ServerMessage::Typing(Typing {
+            room: room.to_string(),
+            from: from.to_string(),
+        }));
+        self.fan_out(room, None, &text)
     }
 
     /// Sends a stored chat message to the members of its room, in `seq`
@@ -922,6 +1095,44 @@ mod tests {
         let fresh = ChatMessage { epoch: 8, ..msg(1) };
         assert_eq!(hub.publish(&fresh), Offer::Delivered(1));
         assert_eq!(seqs_received(&mut rx), vec![1]);
+    }
+
+    #[test]
+    fn presence_is_the_union_over_processes_and_a_silent_process_expires() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        hub.set_stream("r", 7, 0);
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = told.clone();
+        hub.set_presence_sink(Box::new(move |room, names, users| {
+            sink.lock().unwrap().push((room.to_string(), names.len(), users));
+        }));
+        let (p, _rx) = peer(1, 64);
+        hub.join("r", &p, (1, "ada"), Some((7, 0)), vec![]);
+        let names = |list: &[&str]| list.iter().map(|n| (n.to_string(), 1)).collect();
+        assert!(hub.set_remote_presence(42, "r", names(&["bo", "ada"]), 2));
+        assert!(!hub.set_remote_presence(42, "r", names(&["bo", "ada"]), 2), "no change");
+        let p = hub.presence("r");
+        assert_eq!((p.users, p.count), (vec!["ada".to_string(), "bo".to_string()], 2));
+        assert_eq!(hub.directory()[0].online, 3, "1 here, 2 there");
+        // A room made on the other process shows up here.
+        assert!(hub.set_remote_presence(42, "elsewhere", names(&["cy"]), 1));
+        assert!(hub.has_room("elsewhere"));
+        // Only local changes go to the sink, once per broadcast.
+        hub.broadcast_presence("r");
+        hub.broadcast_presence("r");
+        assert_eq!(*told.lock().unwrap(), vec![("r".to_string(), 1, 1)]);
+        // A room with someone elsewhere does not expire here.
+        assert!(hub.expire_idle(Duration::ZERO, |_| {}).is_empty());
+        hub.remote_alive(42);
+        assert!(hub.forget_remote(None, Duration::from_secs(60)).is_empty());
+        let mut gone = hub.forget_remote(None, Duration::ZERO);
+        gone.sort();
+        assert_eq!(gone, vec!["elsewhere", "r"]);
+        assert_eq!(hub.presence("r").users, vec!["ada"]);
+        assert!(hub.set_remote_presence(43, "r", names(&["dee"]), 1));
+        assert_eq!(hub.forget_remote(Some(43), Duration::MAX), vec!["r"]);
+        assert_eq!(hub.directory()[0].online, 1);
     }
 
     #[test]

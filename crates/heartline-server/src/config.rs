@@ -19,9 +19,22 @@ pub struct Config {
     #[arg(long, env = "HEARTLINE_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// SQLite database file for chat history; `:memory:` keeps it in memory.
+    /// Chat history: a SQLite file (`:memory:` keeps it in memory), or a
+    /// PostgreSQL URL (`postgres://user@host:port/db`) that several server
+    /// processes can share.
     #[arg(long, env = "HEARTLINE_DB", default_value = "heartline.db")]
     pub db: String,
+
+    /// Fan-out across server processes: a Redis URL (`redis://host:port`).
+    /// Needs a PostgreSQL `--db`, shared by the processes. Without it,
+    /// fan-out stays in this process.
+    #[arg(long, env = "HEARTLINE_BUS")]
+    pub bus: Option<String>,
+
+    /// Processes share rooms when they share the database and this prefix
+    /// of the bus's channel.
+    #[arg(long, env = "HEARTLINE_BUS_PREFIX", default_value = "heartline")]
+    pub bus_prefix: String,
 
     /// Directory of the built single-page app (trunk's `dist/`).
     #[arg(long, env = "HEARTLINE_DIST", default_value = "dist")]
@@ -160,6 +173,8 @@ impl Default for Config {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
             db: "heartline.db".into(),
+            bus: None,
+            bus_prefix: "heartline".into(),
             dist: PathBuf::from("dist"),
             ready_file: None,
             allowed_origins: None,
@@ -324,9 +339,15 @@ mod tests {
     fn defaults_match_the_flags() {
         let parsed = Config::try_parse_from(["heartline-server"]).unwrap();
         let d = Config::default();
-        // Environment variables could change `parsed`; only compare when the
-        // test runs without them.
-        if std::env::vars().any(|(k, _)| k.starts_with("HEARTLINE_")) {
+        // The flags' environment variables could change `parsed`; only
+        // compare when none is set (others, like HEARTLINE_TEST_PG_URL,
+        // don't matter).
+        let command = <Config as clap::CommandFactory>::command();
+        if command
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .any(|name| std::env::var_os(name).is_some())
+        {
             return;
         }
         assert_eq!(format!("{parsed:?}"), format!("{d:?}"));

@@ -15,7 +15,9 @@
 //! ```
 
 mod accept;
+pub mod bus;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod ids;
@@ -30,7 +32,8 @@ pub mod sync;
 pub mod transport;
 
 use std::future::Future;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::routing::get;
@@ -39,7 +42,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-pub use state::AppState;
+pub use state::{AppState, StartError};
 
 /// The whole HTTP surface: `/ws`, `/healthz` and the SPA from `dist/`.
 ///
@@ -102,6 +105,10 @@ pub async fn serve(
             open = state.open_connections(),
             "connections still open after the grace period"
         );
+    }
+    if let Some(bus) = state.bus() {
+        // Tells the other processes to forget our presence now.
+        bus.close(Duration::from_secs(1)).await;
     }
     match store::ChatStore::checkpoint(state.store()).await {
         Ok(()) => tracing::info!("database flushed"),

@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::limits::retry_after_ms;
 use crate::peer::{CloseReason, Outbound, Peer};
 use crate::state::{AppState, OnlineGuard};
+use crate::bus::BusEvent;
 use crate::store::{
     ChatStore, History, HistoryQuery, JoinOutcome, Page, StoreError, Stored, UserId,
 };
@@ -434,6 +435,12 @@ impl Session {
             return Err(Refused::invalid("join the room first"));
         }
         self.state.hub().typing(&room, self.peer.id, name);
+        if let Some(bus) = self.state.bus() {
+            bus.publish(BusEvent::Typing {
+                room,
+                from: name.to_string(),
+            });
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use heartline_protocol::validate_room;
 use tokio::sync::watch;
 
+use crate::bus::{Bus, BusError, BusEvent};
 use crate::chat::Hub;
 use crate::config::{Config, OriginPolicy};
 use crate::directory::{DIRECTORY_INTERVAL, Directory};
@@ -35,6 +36,7 @@ struct Inner {
     sync: Arc<StreamSync>,
     directory: Arc<Directory>,
     store: Store,
+    bus: Option<Bus>,
     metrics: Arc<MetricsHub>,
     counters: Arc<Counters>,
     limiter: ConnectionLimiter,
@@ -44,6 +46,20 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
     started: Instant,
+}
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The history store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus could not be reached.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The flags do not fit together.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl ServerStats for Hub {
@@ -57,11 +73,37 @@ impl AppState {
     /// ones, and starts the housekeeping sweep (room and user expiry). Needs
     /// a Tokio runtime. `local_addr` is the address actually bound (it names
     /// the server's own origin).
-    pub async fn new(config: Config, local_addr: SocketAddr) -> Result<AppState, StoreError> {
+    ///
+    /// With `--bus`, connects to it first (and refuses a `--db` that other
+    /// processes cannot share).
+    pub async fn new(config: Config, local_addr: SocketAddr) -> Result<AppState, StartError> {
         let hub = Arc::new(Hub::new(config.max_rooms));
         let sync = Arc::new(StreamSync::new(hub.clone()));
-        let relay = sync.clone();
-        let store = Store::open(&config.db, Arc::new(move |msg| relay.committed(msg))).await?;
+        let bus = match &config.bus {
+            Some(url) => {
+                if !crate::store::is_postgres_url(&config.db) {
+                    return Err(StartError::Config(
+                        "--bus needs a PostgreSQL --db that every process shares \
+                         (postgres://…): a SQLite file is this process's alone"
+                            .into(),
+                    ));
+                }
+                let node = crate::bus::random_node_id();
+                Some(Bus::connect(url, node, &config.bus_prefix).await?)
+            }
+            None => None,
+        };
+        let (relay, relay_bus) = (sync.clone(), bus.as_ref().map(|(b, _)| b.clone()));
+        let store = Store::open(
+            &config.db,
+            Arc::new(move |msg| {
+                relay.committed(msg);
+                if let Some(bus) = &relay_bus {
+                    bus.publish(BusEvent::Chat(msg.clone()));
+                }
+            }),
+        )
+        .await?;
         sync.attach(store.clone());
         for room in &config.rooms {
             match validate_room(room) {
@@ -87,6 +129,10 @@ impl AppState {
         let pending = ConnectionLimiter::new(config.max_pending_per_ip, usize::MAX);
         let room_creations = RoomCreationLimiter::new(config.room_creations_per_minute);
         let (shutdown, _) = watch::channel(false);
+        let bus = bus.map(|(bus, notices)| {
+            crate::cluster::spawn(&bus, notices, &hub, &sync, &store, shutdown.subscribe());
+            bus
+        });
         let state = AppState {
             inner: Arc::new(Inner {
                 config,
@@ -96,6 +142,7 @@ impl AppState {
                 sync,
                 directory,
                 store,
+                bus,
                 metrics,
                 counters,
                 limiter,
@@ -216,6 +263,11 @@ impl AppState {
     /// The chat history store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The bus to the other processes of a cluster (`--bus`), if any.
+    pub fn bus(&self) -> Option<&Bus> {
+        self.inner.bus.as_ref()
     }
 
     /// Metrics subscribers and sampler.
