@@ -15,6 +15,7 @@
 //! ```
 
 mod accept;
+pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod directory;
