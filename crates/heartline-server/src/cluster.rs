@@ -129,7 +129,8 @@ async fn tick(
                 }
             }
             _ = resync_tick.tick() => resync(&hub, &sync, &store).await,
-            _ = shutdown.wait_for(|down| *down) => return,
+            // The guard `wait_for` returns is not `Send`: drop it inside.
+            () = async { drop(shutdown.wait_for(|down| *down).await) } => return,
         }
     }
 }

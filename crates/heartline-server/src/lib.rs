@@ -79,6 +79,8 @@ async fn healthz(
             "metrics_subscribers": state.metrics().subscriber_count(),
             "metrics_samples": state.metrics().samples_taken(),
             "uptime_secs": state.uptime().as_secs(),
+            // A cluster's bus: counters and whether the link is up.
+            "bus": state.bus().map(|bus| bus.stats()),
         })),
     )
 }

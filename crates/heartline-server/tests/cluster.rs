@@ -1,0 +1,210 @@
+//! Two server processes sharing PostgreSQL (history) and Redis (the bus),
+//! driven by real WebSocket clients: chat across processes, concurrent
+//! writers, a Redis restart, and a process killed with its clients failing
+//! over (see also `failover.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{ServerProcess, fresh_database, pg_admin_url, pg_client};
+use common::*;
+use serde_json::{Value, json};
+
+/// Long enough for a heartbeat expiry (3 × 2 s) and a re-sync (2 s).
+const CLUSTER_WAIT: Duration = Duration::from_secs(20);
+
+/// A fresh database, Redis, and two processes A and B on them.
+async fn cluster() -> Option<(common::redis::RedisServer, ServerProcess, ServerProcess, String)> {
+    let admin = pg_admin_url()?;
+    let redis = common::redis::start()?;
+    let db = fresh_database(&admin).await;
+    let a = ServerProcess::start(&db, &redis.url()).await;
+    let b = ServerProcess::start(&db, &redis.url()).await;
+    Some((redis, a, b, db))
+}
+
+/// A client that said hello as `name` and joined `room`.
+async fn member(server: &ServerProcess, name: &str, room: &str) -> Ws {
+    let mut ws = connect_to(&server.ws_url()).await;
+    hello(&mut ws, name, None).await;
+    join(&mut ws, room, None).await;
+    ws
+}
+
+/// Reads `chat.message`s of `room` until `n` arrived (other frames are
+/// skipped); panics if they do not come within `within`.
+async fn messages(ws: &mut Ws, room: &str, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "only {} of {n} messages: {got:?}", got.len());
+        let v = next_json(ws, left).await;
+        if v["socketType"] == "chat.message" && v["stream"] == room {
+            got.push(v);
+        }
+    }
+    got
+}
+
+fn seqs(msgs: &[Value]) -> Vec<u64> {
+    msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect()
+}
+
+/// Sends without waiting for the ack.
+async fn send_chat(ws: &mut Ws, id: &str, room: &str, text: &str) {
+    send(
+        ws,
+        json!({"socketType": "chat.send", "id": id, "room": room, "text": text}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_each_process_sees_the_other_in_order_with_presence_and_typing() {
+    let Some((_redis, a, b, _db)) = cluster().await else {
+        return;
+    };
+    let mut ada = member(&a, "ada", "lobby").await;
+    let mut bo = member(&b, "bo", "lobby").await;
+    // Presence is the union: each sees both names.
+    next_presence(&mut ada, "lobby", Some(&["ada", "bo"])).await;
+    send(&mut bo, json!({"socketType": "typing", "room": "lobby"})).await;
+    let typing = next_of(&mut ada, "typing").await;
+    assert_eq!(typing["from"], "bo");
+    for i in 0..10 {
+        let (ws, who) = if i % 2 == 0 {
+            (&mut ada, "ada")
+        } else {
+            (&mut bo, "bo")
+        };
+        chat(ws, &format!("{who}-{i}"), "lobby", &format!("{who} says {i}")).await;
+    }
+    for ws in [&mut ada, &mut bo] {
+        let got = messages(ws, "lobby", 10, CLUSTER_WAIT).await;
+        assert_eq!(seqs(&got), (1..=10).collect::<Vec<_>>(), "in order, once");
+        let texts: Vec<&str> = got.iter().map(|m| m["text"].as_str().unwrap()).collect();
+        assert_eq!(texts[0], "ada says 0");
+        assert_eq!(texts[1], "bo says 1");
+        expect_silence(ws, Duration::from_millis(300)).await;
+    }
+    // A room made on A is listed on B (re-sync from the database).
+    let mut cy = member(&a, "cy", "made-on-a").await;
+    chat(&mut cy, "cy-1", "made-on-a", "here").await;
+    let mut dee = connect_to(&b.ws_url()).await;
+    hello(&mut dee, "dee", None).await;
+    let rooms = next_rooms(&mut dee, |rooms| room_in(rooms, "made-on-a").is_some()).await;
+    assert_eq!(room_in(&rooms, "made-on-a").unwrap()["last_seq"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_through_both_processes_give_gap_free_seqs_in_postgres() {
+    let Some((_redis, a, b, db)) = cluster().await else {
+        return;
+    };
+    const PER_CLIENT: usize = 40;
+    let mut senders = Vec::new();
+    for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let mut ws = member(server, &format!("w{i}"), "lobby").await;
+        senders.push(tokio::spawn(async move {
+            for n in 0..PER_CLIENT {
+                send_chat(&mut ws, &format!("w{i}-{n}"), "lobby", "x").await;
+            }
+            let mut acked = 0;
+            while acked < PER_CLIENT {
+                if next_of(&mut ws, "ack").await["socketType"] == "ack" {
+                    acked += 1;
+                }
+            }
+            ws
+        }));
+    }
+    let mut clients = Vec::new();
+    for s in senders {
+        clients.push(s.await.unwrap());
+    }
+    let total = 4 * PER_CLIENT;
+    let pg = pg_client(&db).await;
+    let rows = pg
+        .query(
+            "SELECT seq FROM messages WHERE room = 'lobby' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored, (1..=total as i64).collect::<Vec<_>>(), "gap-free");
+    let last: i64 = pg
+        .query_one("SELECT last_seq FROM rooms WHERE name = 'lobby'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last, total as i64);
+    // And every client, on either process, saw all of them in order.
+    for ws in &mut clients {
+        let got = messages(ws, "lobby", total, CLUSTER_WAIT).await;
+        assert_eq!(seqs(&got), (1..=total as u64).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_mid_chat_no_client_sees_a_gap() {
+    let Some((mut redis, a, b, _db)) = cluster().await else {
+        return;
+    };
+    let mut ada = member(&a, "ada", "lobby").await;
+    let mut bo = member(&b, "bo", "lobby").await;
+    chat(&mut ada, "a1", "lobby", "before").await;
+    chat(&mut bo, "b1", "lobby", "before").await;
+    redis.kill();
+    // Sent while the bus is down: stored, acked, and delivered across by
+    // the periodic re-sync from the database.
+    chat(&mut ada, "a2", "lobby", "during").await;
+    chat(&mut bo, "b2", "lobby", "during").await;
+    redis.restart();
+    // Both processes are back on the bus (healthz says so).
+    for server in [&a, &b] {
+        let mut up = false;
+        let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
+        while !up && tokio::time::Instant::now() < deadline {
+            let (_, _, body) = http_get(server.addr(), "/healthz").await;
+            let health: Value = serde_json::from_slice(&body).unwrap();
+            up = health["bus"]["connected"] == true;
+            if !up {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(up, "bus reconnected:\n{}", server.log());
+    }
+    chat(&mut ada, "a3", "lobby", "after").await;
+    chat(&mut bo, "b3", "lobby", "after").await;
+    for ws in [&mut ada, &mut bo] {
+        let got = messages(ws, "lobby", 6, CLUSTER_WAIT).await;
+        assert_eq!(seqs(&got), vec![1, 2, 3, 4, 5, 6], "no gap, no repeat");
+        expect_silence(ws, Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presence_of_a_killed_process_expires() {
+    let Some((_redis, mut a, b, _db)) = cluster().await else {
+        return;
+    };
+    let _ghost = member(&a, "ghost", "lobby").await;
+    let mut bo = member(&b, "bo", "lobby").await;
+    next_presence(&mut bo, "lobby", Some(&["bo", "ghost"])).await;
+    a.kill9();
+    // No goodbye: B forgets A's members once A's heartbeats stop.
+    let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "ghost still present:\n{}", b.log());
+        let v = next_json(&mut bo, left).await;
+        if v["socketType"] == "presence" && v["users"] == json!(["bo"]) {
+            assert_eq!(v["count"], 1);
+            break;
+        }
+    }
+}
