@@ -128,7 +128,7 @@ where
             Err(e) => {
                 failures += 1;
                 // Every attempt at first, then every tenth.
-                if failures <= 3 || failures % 10 == 0 {
+                if failures <= 3 || failures.is_multiple_of(10) {
                     tracing::warn!(error = %e, failures, "bus {what}: reconnect failed");
                 }
             }

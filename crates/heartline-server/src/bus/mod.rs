@@ -452,12 +452,11 @@ impl Bus {
         config: BusConfig,
     ) -> Result<(Bus, mpsc::Receiver<BusNotice>), BusError> {
         let url = link::redact(&config.url);
-        let client = redis::Client::open(config.url.as_str()).map_err(|source| {
-            BusError::InvalidUrl {
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|source| BusError::InvalidUrl {
                 url: url.clone(),
                 source,
-            }
-        })?;
+            })?;
         let publisher = link::connect_publisher(&client, &url, config.link_timeout).await?;
         let channel = config.channel();
         let pubsub = link::subscribe(&client, &url, &channel, config.link_timeout).await?;

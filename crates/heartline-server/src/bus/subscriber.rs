@@ -148,7 +148,10 @@ impl Outbox<'_> {
         let counters = &self.shared.counters;
         let max = self.shared.config.max_payload;
         if payload.len() > max {
-            self.malformed(format_args!("{} bytes, over the {max} byte cap", payload.len()));
+            self.malformed(format_args!(
+                "{} bytes, over the {max} byte cap",
+                payload.len()
+            ));
             return;
         }
         let env = match Envelope::from_json(payload) {

@@ -3,6 +3,8 @@
 //! within a timeout" or "poll a condition until a deadline".
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
