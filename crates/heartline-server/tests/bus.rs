@@ -338,3 +338,31 @@ async fn a_slow_consumer_loses_events_but_is_told_so_before_later_ones() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_half_open_link_is_noticed_by_the_ping_and_resubscribed() {
+    use heartline_faultproxy::{Config as ProxyConfig, Mode, Proxy};
+    let Some(redis) = start() else { return };
+    let proxy = Proxy::start(ProxyConfig::new(redis.addr()))
+        .await
+        .expect("proxy");
+    let mut a_config = config(&redis, 1);
+    a_config.url = format!("redis://{}", proxy.listen_addr());
+    let (a, mut a_rx) = bus(a_config).await;
+    let (b, mut b_rx) = bus(config(&redis, 2)).await;
+
+    // Nothing closes: only the ping can tell the link is dead.
+    proxy.set_mode(Mode::Stall);
+    until_stats(&a, "A's ping notices the stall", |s| !s.subscribed).await;
+    proxy.set_mode(Mode::Pass);
+    resubscribed(&mut a_rx).await;
+    until_stats(&a, "A back", |s| s.connected).await;
+
+    b.publish(typing(1));
+    let got = numbers_until(&mut a_rx, 2, 1, |got| got.contains(&1)).await;
+    assert_eq!(got, [1]);
+    a.publish(typing(2));
+    let got = numbers_until(&mut b_rx, 1, 2, |got| got.contains(&2)).await;
+    assert!(got.ends_with(&[2]), "{got:?}");
+    proxy.shutdown().await;
+}

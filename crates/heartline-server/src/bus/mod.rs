@@ -207,7 +207,8 @@ pub struct BusStats {
     pub dropped: u64,
     /// Events waiting to be published.
     pub queued: usize,
-    /// Events received from other nodes and delivered as notices.
+    /// Events received from other nodes: delivered as notices, or dropped
+    /// and counted in `missed` too.
     pub received: u64,
     /// This node's own events that came back (not delivered).
     pub own: u64,
