@@ -445,9 +445,7 @@ impl Hub {
         let names: Vec<String> = rooms
             .iter()
             .filter(|(_, r)| {
-                !r.permanent
-                    && r.is_empty()
-                    && now.duration_since(r.last_active) >= idle_for
+                !r.permanent && r.is_empty() && now.duration_since(r.last_active) >= idle_for
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -669,8 +667,12 @@ impl Hub {
             return 0;
         };
         let sent = r.fan_out(None, &frame(&ServerMessage::Presence(r.presence(room))));
-        let changed = std::mem::take(&mut r.local_changed)
-            .then(|| (r.names.clone(), u32::try_from(r.users.len()).unwrap_or(u32::MAX)));
+        let changed = std::mem::take(&mut r.local_changed).then(|| {
+            (
+                r.names.clone(),
+                u32::try_from(r.users.len()).unwrap_or(u32::MAX),
+            )
+        });
         drop(rooms);
         if let (Some((names, users)), Some(sink)) = (changed, self.presence_sink.get()) {
             sink(room, names, users);
@@ -1105,15 +1107,23 @@ mod tests {
         let told = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = told.clone();
         hub.set_presence_sink(Box::new(move |room, names, users| {
-            sink.lock().unwrap().push((room.to_string(), names.len(), users));
+            sink.lock()
+                .unwrap()
+                .push((room.to_string(), names.len(), users));
         }));
         let (p, _rx) = peer(1, 64);
         hub.join("r", &p, (1, "ada"), Some((7, 0)), vec![]);
         let names = |list: &[&str]| list.iter().map(|n| (n.to_string(), 1)).collect();
         assert!(hub.set_remote_presence(42, "r", names(&["bo", "ada"]), 2));
-        assert!(!hub.set_remote_presence(42, "r", names(&["bo", "ada"]), 2), "no change");
+        assert!(
+            !hub.set_remote_presence(42, "r", names(&["bo", "ada"]), 2),
+            "no change"
+        );
         let p = hub.presence("r");
-        assert_eq!((p.users, p.count), (vec!["ada".to_string(), "bo".to_string()], 2));
+        assert_eq!(
+            (p.users, p.count),
+            (vec!["ada".to_string(), "bo".to_string()], 2)
+        );
         assert_eq!(hub.directory()[0].online, 3, "1 here, 2 there");
         // A room made on the other process shows up here.
         assert!(hub.set_remote_presence(42, "elsewhere", names(&["cy"]), 1));

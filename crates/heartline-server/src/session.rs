@@ -21,10 +21,10 @@ use heartline_protocol::{
 };
 use serde_json::Value;
 
+use crate::bus::BusEvent;
 use crate::limits::retry_after_ms;
 use crate::peer::{CloseReason, Outbound, Peer};
 use crate::state::{AppState, OnlineGuard};
-use crate::bus::BusEvent;
 use crate::store::{
     ChatStore, History, HistoryQuery, JoinOutcome, Page, StoreError, Stored, UserId,
 };

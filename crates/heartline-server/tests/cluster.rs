@@ -10,13 +10,20 @@ use std::time::Duration;
 
 use common::cluster::{ServerProcess, fresh_database, pg_admin_url, pg_client};
 use common::*;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Long enough for a heartbeat expiry (3 × 2 s) and a re-sync (2 s).
 const CLUSTER_WAIT: Duration = Duration::from_secs(20);
 
 /// A fresh database, Redis, and two processes A and B on them.
-async fn cluster() -> Option<(common::redis::RedisServer, ServerProcess, ServerProcess, String)> {
+async fn cluster() -> Option<(
+    common::redis::RedisServer,
+    ServerProcess,
+    ServerProcess,
+    String,
+)> {
     let admin = pg_admin_url()?;
     let redis = common::redis::start()?;
     let db = fresh_database(&admin).await;
@@ -25,28 +32,82 @@ async fn cluster() -> Option<(common::redis::RedisServer, ServerProcess, ServerP
     Some((redis, a, b, db))
 }
 
-/// A client that said hello as `name` and joined `room`.
-async fn member(server: &ServerProcess, name: &str, room: &str) -> Ws {
-    let mut ws = connect_to(&server.ws_url()).await;
-    hello(&mut ws, name, None).await;
-    join(&mut ws, room, None).await;
-    ws
+/// A client in one room that keeps every `chat.message` it reads, also
+/// while it waits for something else.
+struct Member {
+    ws: Ws,
+    room: String,
+    seen: Vec<Value>,
 }
 
-/// Reads `chat.message`s of `room` until `n` arrived (other frames are
-/// skipped); panics if they do not come within `within`.
-async fn messages(ws: &mut Ws, room: &str, n: usize, within: Duration) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut got = Vec::new();
-    while got.len() < n {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        assert!(!left.is_zero(), "only {} of {n} messages: {got:?}", got.len());
-        let v = next_json(ws, left).await;
-        if v["socketType"] == "chat.message" && v["stream"] == room {
-            got.push(v);
+/// A client that said hello as `name` and joined `room`.
+async fn member(server: &ServerProcess, name: &str, room: &str) -> Member {
+    let mut ws = connect_to(&server.ws_url()).await;
+    hello(&mut ws, name, None).await;
+    // Messages sent before the join come as its history.
+    let (history, _) = join(&mut ws, room, None).await;
+    Member {
+        ws,
+        room: room.to_string(),
+        seen: history,
+    }
+}
+
+impl Member {
+    /// The next frame of type `ty` within `within` (chat messages read on
+    /// the way are kept).
+    async fn next_of(&mut self, ty: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {ty} in time; messages so far {:?}",
+                seqs(&self.seen)
+            );
+            let frame = tokio::time::timeout(left, self.ws.next()).await;
+            let v: Value = match frame {
+                Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(t.as_str()).unwrap(),
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => panic!("no {ty} in time; messages so far {:?}", seqs(&self.seen)),
+                other => panic!("socket ended: {other:?}"),
+            };
+            if v["socketType"] == "chat.message" && v["stream"] == self.room.as_str() {
+                self.seen.push(v.clone());
+            }
+            if v["socketType"] == ty {
+                return v;
+            }
         }
     }
-    got
+
+    /// Sends a chat message and waits for its ack.
+    async fn chat(&mut self, id: &str, text: &str) {
+        send_chat(&mut self.ws, id, &self.room.clone(), text).await;
+        let ack = self.next_of("ack", CLUSTER_WAIT).await;
+        assert_eq!(ack["id"], id);
+    }
+
+    /// Reads for `within` and fails on any chat message.
+    async fn expect_no_more_messages(&mut self, within: Duration) {
+        let before = self.seen.len();
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let Message::Text(t) = frame {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_ne!(v["socketType"], "chat.message", "extra message {v}");
+            }
+        }
+        assert_eq!(self.seen.len(), before);
+    }
+
+    /// Waits until `n` chat messages were read; returns them.
+    async fn messages(&mut self, n: usize) -> Vec<Value> {
+        while self.seen.len() < n {
+            self.next_of("chat.message", CLUSTER_WAIT).await;
+        }
+        self.seen.clone()
+    }
 }
 
 fn seqs(msgs: &[Value]) -> Vec<u64> {
@@ -70,29 +131,30 @@ async fn a_client_on_each_process_sees_the_other_in_order_with_presence_and_typi
     let mut ada = member(&a, "ada", "lobby").await;
     let mut bo = member(&b, "bo", "lobby").await;
     // Presence is the union: each sees both names.
-    next_presence(&mut ada, "lobby", Some(&["ada", "bo"])).await;
-    send(&mut bo, json!({"socketType": "typing", "room": "lobby"})).await;
-    let typing = next_of(&mut ada, "typing").await;
+    next_presence(&mut ada.ws, "lobby", Some(&["ada", "bo"])).await;
+    send(&mut bo.ws, json!({"socketType": "typing", "room": "lobby"})).await;
+    let typing = ada.next_of("typing", CLUSTER_WAIT).await;
     assert_eq!(typing["from"], "bo");
     for i in 0..10 {
-        let (ws, who) = if i % 2 == 0 {
+        let (m, who) = if i % 2 == 0 {
             (&mut ada, "ada")
         } else {
             (&mut bo, "bo")
         };
-        chat(ws, &format!("{who}-{i}"), "lobby", &format!("{who} says {i}")).await;
+        m.chat(&format!("{who}-{i}"), &format!("{who} says {i}"))
+            .await;
     }
-    for ws in [&mut ada, &mut bo] {
-        let got = messages(ws, "lobby", 10, CLUSTER_WAIT).await;
+    for m in [&mut ada, &mut bo] {
+        let got = m.messages(10).await;
         assert_eq!(seqs(&got), (1..=10).collect::<Vec<_>>(), "in order, once");
         let texts: Vec<&str> = got.iter().map(|m| m["text"].as_str().unwrap()).collect();
         assert_eq!(texts[0], "ada says 0");
         assert_eq!(texts[1], "bo says 1");
-        expect_silence(ws, Duration::from_millis(300)).await;
+        m.expect_no_more_messages(Duration::from_millis(300)).await;
     }
     // A room made on A is listed on B (re-sync from the database).
     let mut cy = member(&a, "cy", "made-on-a").await;
-    chat(&mut cy, "cy-1", "made-on-a", "here").await;
+    cy.chat("cy-1", "here").await;
     let mut dee = connect_to(&b.ws_url()).await;
     hello(&mut dee, "dee", None).await;
     let rooms = next_rooms(&mut dee, |rooms| room_in(rooms, "made-on-a").is_some()).await;
@@ -107,18 +169,15 @@ async fn concurrent_sends_through_both_processes_give_gap_free_seqs_in_postgres(
     const PER_CLIENT: usize = 40;
     let mut senders = Vec::new();
     for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
-        let mut ws = member(server, &format!("w{i}"), "lobby").await;
+        let mut m = member(server, &format!("w{i}"), "lobby").await;
         senders.push(tokio::spawn(async move {
             for n in 0..PER_CLIENT {
-                send_chat(&mut ws, &format!("w{i}-{n}"), "lobby", "x").await;
+                send_chat(&mut m.ws, &format!("w{i}-{n}"), "lobby", "x").await;
             }
-            let mut acked = 0;
-            while acked < PER_CLIENT {
-                if next_of(&mut ws, "ack").await["socketType"] == "ack" {
-                    acked += 1;
-                }
+            for _ in 0..PER_CLIENT {
+                m.next_of("ack", CLUSTER_WAIT).await;
             }
-            ws
+            m
         }));
     }
     let mut clients = Vec::new();
@@ -143,8 +202,8 @@ async fn concurrent_sends_through_both_processes_give_gap_free_seqs_in_postgres(
         .get(0);
     assert_eq!(last, total as i64);
     // And every client, on either process, saw all of them in order.
-    for ws in &mut clients {
-        let got = messages(ws, "lobby", total, CLUSTER_WAIT).await;
+    for m in &mut clients {
+        let got = m.messages(total).await;
         assert_eq!(seqs(&got), (1..=total as u64).collect::<Vec<_>>());
     }
 }
@@ -156,20 +215,20 @@ async fn after_a_redis_restart_mid_chat_no_client_sees_a_gap() {
     };
     let mut ada = member(&a, "ada", "lobby").await;
     let mut bo = member(&b, "bo", "lobby").await;
-    chat(&mut ada, "a1", "lobby", "before").await;
-    chat(&mut bo, "b1", "lobby", "before").await;
+    ada.chat("a1", "before").await;
+    bo.chat("b1", "before").await;
     redis.kill();
     // Sent while the bus is down: stored, acked, and delivered across by
     // the periodic re-sync from the database.
-    chat(&mut ada, "a2", "lobby", "during").await;
-    chat(&mut bo, "b2", "lobby", "during").await;
+    ada.chat("a2", "during").await;
+    bo.chat("b2", "during").await;
     redis.restart();
     // Both processes are back on the bus (healthz says so).
     for server in [&a, &b] {
         let mut up = false;
         let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
         while !up && tokio::time::Instant::now() < deadline {
-            let (_, _, body) = http_get(server.addr(), "/healthz").await;
+            let (_, _, body) = http_get(server.addr(), "/healthz", "").await;
             let health: Value = serde_json::from_slice(&body).unwrap();
             up = health["bus"]["connected"] == true;
             if !up {
@@ -178,12 +237,12 @@ async fn after_a_redis_restart_mid_chat_no_client_sees_a_gap() {
         }
         assert!(up, "bus reconnected:\n{}", server.log());
     }
-    chat(&mut ada, "a3", "lobby", "after").await;
-    chat(&mut bo, "b3", "lobby", "after").await;
-    for ws in [&mut ada, &mut bo] {
-        let got = messages(ws, "lobby", 6, CLUSTER_WAIT).await;
+    ada.chat("a3", "after").await;
+    bo.chat("b3", "after").await;
+    for m in [&mut ada, &mut bo] {
+        let got = m.messages(6).await;
         assert_eq!(seqs(&got), vec![1, 2, 3, 4, 5, 6], "no gap, no repeat");
-        expect_silence(ws, Duration::from_millis(300)).await;
+        m.expect_no_more_messages(Duration::from_millis(300)).await;
     }
 }
 
@@ -194,14 +253,14 @@ async fn the_presence_of_a_killed_process_expires() {
     };
     let _ghost = member(&a, "ghost", "lobby").await;
     let mut bo = member(&b, "bo", "lobby").await;
-    next_presence(&mut bo, "lobby", Some(&["bo", "ghost"])).await;
+    next_presence(&mut bo.ws, "lobby", Some(&["bo", "ghost"])).await;
     a.kill9();
     // No goodbye: B forgets A's members once A's heartbeats stop.
     let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         assert!(!left.is_zero(), "ghost still present:\n{}", b.log());
-        let v = next_json(&mut bo, left).await;
+        let v = next_json(&mut bo.ws, left).await;
         if v["socketType"] == "presence" && v["users"] == json!(["bo"]) {
             assert_eq!(v["count"], 1);
             break;

@@ -99,9 +99,16 @@ impl ServerProcess {
             if let Some(child) = server.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("server exited ({status}) before listening:\n{}", server.log());
+                panic!(
+                    "server exited ({status}) before listening:\n{}",
+                    server.log()
+                );
             }
-            assert!(Instant::now() < deadline, "server not ready:\n{}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready:\n{}",
+                server.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -3,6 +3,7 @@
 //! within a timeout" or "poll a condition until a deadline".
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod redis;
 
 use std::net::SocketAddr;
