@@ -337,7 +337,7 @@ async fn final_state(
 #[tokio::test]
 async fn connects_and_delivers_by_socket_type() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("ada")).unwrap();
+    let client = Client::spawn(server.url(), options("ada")).unwrap();
     let mut news = client.subscribe("news");
     let mut other = client.subscribe("other");
     let mut welcome = client.subscribe("welcome");
@@ -367,7 +367,7 @@ async fn connects_and_delivers_by_socket_type() {
 async fn a_reliable_message_sent_while_the_server_is_down_is_acked_once_after_it_returns() {
     let mut server = TestServer::start().await;
     server.stop().await;
-    let client = Client::spawn(&server.url(), options("bob")).unwrap();
+    let client = Client::spawn(server.url(), options("bob")).unwrap();
     let mut status = client.status();
     within(
         "a failed attempt",
@@ -395,7 +395,7 @@ async fn a_reliable_message_sent_while_the_server_is_down_is_acked_once_after_it
 #[tokio::test]
 async fn reconnects_after_the_server_closes_or_drops_the_link() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("cy")).unwrap();
+    let client = Client::spawn(server.url(), options("cy")).unwrap();
     client
         .add_standing(
             "room:lobby",
@@ -468,7 +468,7 @@ async fn reconnects_after_the_server_closes_or_drops_the_link() {
 #[tokio::test]
 async fn dropping_a_handler_guard_stops_deliveries() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("dee")).unwrap();
+    let client = Client::spawn(server.url(), options("dee")).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
     let guard = client.on("news", move |_| {
@@ -506,7 +506,7 @@ async fn dropping_a_handler_guard_stops_deliveries() {
 #[tokio::test]
 async fn stop_closes_the_link_and_does_not_reconnect() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("eve")).unwrap();
+    let client = Client::spawn(server.url(), options("eve")).unwrap();
     wait_open(&client).await;
 
     client.stop();
@@ -549,7 +549,7 @@ async fn stop_closes_the_link_and_does_not_reconnect() {
 #[tokio::test]
 async fn no_socket_leaks_across_drops_and_when_the_client_goes_away() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("fay")).unwrap();
+    let client = Client::spawn(server.url(), options("fay")).unwrap();
     let mut news = client.subscribe("news");
     // Each round drops the connection whose greeting the server has read.
     for round in 1..=6 {
@@ -586,7 +586,7 @@ async fn many_clients_share_one_local_set() {
             let names = ["g1", "g2", "g3"];
             let clients: Vec<Client> = names
                 .iter()
-                .map(|name| Client::spawn_local(&server.url(), options(name)).unwrap())
+                .map(|name| Client::spawn_local(server.url(), options(name)).unwrap())
                 .collect();
             let mut subscriptions: Vec<_> = clients.iter().map(|c| c.subscribe("news")).collect();
             for client in &clients {
@@ -625,7 +625,7 @@ async fn many_clients_share_one_local_set() {
 #[tokio::test]
 async fn binary_frames_are_counted_and_not_delivered() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("hal")).unwrap();
+    let client = Client::spawn(server.url(), options("hal")).unwrap();
     let mut markers = client.subscribe("marker");
     wait_open(&client).await;
     server.send(Control::Binary(10));
@@ -643,7 +643,7 @@ async fn binary_frames_are_counted_and_not_delivered() {
 async fn an_exported_outbox_goes_out_from_another_client_with_the_same_ids() {
     let mut server = TestServer::start().await;
     server.stop().await;
-    let first = Client::spawn(&server.url(), options("ivy")).unwrap();
+    let first = Client::spawn(server.url(), options("ivy")).unwrap();
     let a = first
         .send(json!({"socketType": "chat.send", "text": "a"}))
         .await
@@ -655,7 +655,7 @@ async fn an_exported_outbox_goes_out_from_another_client_with_the_same_ids() {
     let saved = first.export_outbox().await;
     drop(first);
 
-    let second = Client::spawn(&server.url(), options("ivy")).unwrap();
+    let second = Client::spawn(server.url(), options("ivy")).unwrap();
     let mut events = second.message_events();
     assert_eq!(
         second.restore_outbox(&saved).await,
@@ -677,7 +677,7 @@ async fn an_exported_outbox_goes_out_from_another_client_with_the_same_ids() {
 async fn volatile_messages_need_an_open_link() {
     let mut server = TestServer::start().await;
     server.stop().await;
-    let client = Client::spawn(&server.url(), options("jo")).unwrap();
+    let client = Client::spawn(server.url(), options("jo")).unwrap();
     let typing = json!({"socketType": "typing", "room": "lobby"});
     assert_eq!(
         client.send_volatile(typing.clone()).await,
@@ -805,7 +805,7 @@ async fn fails_over_to_the_next_server_and_goes_on_sending() {
 #[tokio::test]
 async fn a_single_url_client_never_fails_over() {
     let mut server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("uno")).unwrap();
+    let client = Client::spawn(server.url(), options("uno")).unwrap();
     let state = Arc::clone(&server.state);
     wait_until("the greeting", move || state.frames_of("hello").len() == 1).await;
     server.send(Control::Drop);

@@ -136,7 +136,9 @@ impl FrameData {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Connect (from idle, closed or failed); the driver knows the URL.
+    /// Connect (from idle, closed or failed), to
+    /// [`Connection::endpoint`] (or the driver's own URL when it gave the
+    /// core none).
     Start,
     /// The socket's `open` event.
     Opened {
