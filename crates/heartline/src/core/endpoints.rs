@@ -1,17 +1,28 @@
 //! The servers a connection may use, in order, and which one is in use.
-//!
-//! The policy (kept by [`Connection`](super::Connection)): every attempt
-//! opens the current URL; the connection stays on it while it works, and
-//! after a failed attempt or a lost link that is followed by a reconnect it
-//! moves on to the next one, round robin. The backoff is not reset by a
-//! move: attempts through the whole list count as one run of failures, so a
-//! deployment whose servers are all down is retried no faster than one
-//! server would be. A URL that worked before is chosen again only when the
-//! rotation comes back to it; there is no "preferred" server.
 
 use std::fmt;
 
-/// An ordered list of socket URLs and the index of the one in use.
+/// An ordered list of socket URLs and the index of the one in use: the
+/// servers of one deployment (sharing rooms and identities) that a
+/// [`Connection`](super::Connection) fails over between.
+///
+/// The failover policy, kept by the connection:
+/// - every attempt opens the current URL, starting with the first;
+/// - the connection stays on a URL while it works;
+/// - after a failed attempt (refused, errored, timed out) or a lost link
+///   that is followed by a reconnect, it moves to the next URL, round
+///   robin. Not after the app stops it, the browser goes offline, or a
+///   final close code (the server that said it is asked again on a manual
+///   retry);
+/// - the backoff is not reset by a move: attempts through the whole list
+///   count as one run of failures (and towards `max_retries`), so a
+///   deployment whose servers are all down is retried no faster than one
+///   server would be. A healthy link resets it as before;
+/// - a URL that worked before is chosen again only when the rotation comes
+///   back to it: there is no preferred server and no health memory;
+/// - after every move the session is replayed as after any reconnect:
+///   greeting, standing subscriptions with `since`, then the outbox, whose
+///   ids let the servers' de-duplication count each message once.
 ///
 /// The list is kept as given (order and duplicates). An empty list means
 /// the driver keeps the URL itself (the core then names none).

@@ -220,14 +220,7 @@ impl Driver {
                 // go of any leftover keeps "one socket at a time" true anyway.
                 self.socket.release(None);
                 // The core chose the server for this attempt.
-                let url = self.core.endpoint().unwrap_or_default().to_owned();
-                self.outlets.endpoint.send_if_modified(|current| {
-                    let changed = *current != url;
-                    if changed {
-                        current.clone_from(&url);
-                    }
-                    changed
-                });
+                let url = self.publish_endpoint();
                 self.socket = SocketSlot::connect(socket, url);
             }
             Action::SendFrame { socket, text } => return self.write(socket, text),
@@ -251,6 +244,8 @@ impl Driver {
                 self.registry.dispatch(&inbound);
             }
             Action::StatusChanged(status) => {
+                // A failover shows with the wait before its attempt.
+                self.publish_endpoint();
                 self.outlets.status.send_replace(status);
             }
             Action::MessageState { id, state } => {
@@ -265,6 +260,20 @@ impl Driver {
             }
         }
         false
+    }
+
+    /// Tells the handles which server is in use (when it changed); returns
+    /// its URL.
+    fn publish_endpoint(&self) -> String {
+        let url = self.core.endpoint().unwrap_or_default().to_owned();
+        self.outlets.endpoint.send_if_modified(|current| {
+            let changed = *current != url;
+            if changed {
+                current.clone_from(&url);
+            }
+            changed
+        });
+        url
     }
 
     fn write(&mut self, socket: SocketId, text: String) -> bool {
