@@ -7,13 +7,13 @@ use yew_router::prelude::*;
 
 use crate::components::app_header::AppHeader;
 use crate::components::name_prompt::NamePrompt;
-use crate::config::{socket_config, socket_url};
+use crate::config::{socket_config, socket_urls};
 use crate::hooks::use_display_name::use_display_name;
 use crate::pages::chat::ChatPage;
 use crate::pages::connection::ConnectionPage;
 use crate::pages::dashboard::DashboardPage;
 use crate::route::{DEFAULT_ROOM, Route};
-use crate::session::{SessionKeeper, hello, outbox_key, session_token_key};
+use crate::session::{SessionKeeper, StorageKeys, hello};
 
 /// The root component: routes, then a name, then the connected app.
 #[function_component(App)]
@@ -72,11 +72,25 @@ struct ConnectedProps {
 /// The app on one socket: the provider, the shell and the page of the URL.
 #[function_component(Connected)]
 fn connected(props: &ConnectedProps) -> Html {
-    // Resolved once here so the storage keys name the server actually
-    // dialled (the provider resolves the same way).
-    let url = use_memo((), |_| resolve_against_page(&socket_url()));
+    // Resolved once here so the storage keys name the servers actually
+    // dialled (the provider resolves the same way). The keys stay those of
+    // the list whichever server is in use, so the identity and the saved
+    // outbox survive a failover.
+    let servers = use_memo((), |_| {
+        let servers = socket_urls();
+        let urls: Vec<String> = servers
+            .urls
+            .iter()
+            .map(|url| resolve_against_page(url))
+            .collect();
+        let keys = StorageKeys::for_servers(&urls, servers.from_link);
+        (urls, keys)
+    });
+    let (urls, keys) = &*servers;
+    let url = AttrValue::from(urls.first().cloned().unwrap_or_default());
+    let fallback_urls: Vec<AttrValue> = urls.iter().skip(1).cloned().map(AttrValue::from).collect();
     let config = use_memo((), |_| socket_config());
-    let token_key = AttrValue::from(session_token_key(&url));
+    let token_key = AttrValue::from(keys.token.clone());
     let greeting = {
         let name = props.name.clone();
         let token_key = token_key.clone();
@@ -99,10 +113,11 @@ fn connected(props: &ConnectedProps) -> Html {
     };
     html! {
         <SocketProvider
-            url={AttrValue::from((*url).clone())}
+            {url}
+            {fallback_urls}
             config={(*config).clone()}
             greeting={greeting}
-            persist_key={AttrValue::from(outbox_key(&url))}
+            persist_key={AttrValue::from(keys.outbox.clone())}
         >
             <SessionKeeper token_key={token_key} />
             <div class="shell">

@@ -1,29 +1,106 @@
 //! Where the app's socket points, settable without rebuilding.
 
+use heartline::core::Endpoints;
+
 /// The name of the `<meta>` tag that sets the socket URL of a deployed app:
 /// `<meta name="heartline-ws" content="wss://chat.example.com/ws">` in
-/// `index.html` (or in the built `dist/index.html`).
+/// `index.html` (or in the built `dist/index.html`); several servers of one
+/// deployment are separated by commas (see [`socket_urls`]).
 pub const SOCKET_URL_META: &str = "heartline-ws";
 
-/// The socket URL the app uses, first found of:
-/// 1. `?ws=<url>` in the page address (handy for development; the session
-///    token and the saved outbox are kept per server origin, so such a link
-///    never receives another server's token);
-/// 2. the `<meta name="heartline-ws">` tag of the page, set at deploy time;
+/// The socket servers the app uses: URLs in failover order, and where they
+/// came from.
+///
+/// ```
+/// use heartline_app::config::SocketUrls;
+/// let servers = SocketUrls::choose(None, Some("wss://a.example/ws, wss://b.example/ws"), None);
+/// assert_eq!(servers.urls, ["wss://a.example/ws", "wss://b.example/ws"]);
+/// assert!(!servers.from_link);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketUrls {
+    /// The URLs as written (relative ones are resolved by the socket
+    /// provider), in failover order; never empty.
+    pub urls: Vec<String>,
+    /// They came from `?ws=` in the page address, which anyone can put in
+    /// a link (see [`StorageKeys`](crate::session::StorageKeys)).
+    pub from_link: bool,
+}
+
+impl SocketUrls {
+    /// The first non-empty comma-separated list of: the `?ws=` parameter,
+    /// the `<meta name="heartline-ws">` content, the build-time
+    /// `HEARTLINE_WS_URL`; else `/ws`. Entries are trimmed and empty ones
+    /// skipped, so `?ws=,` falls through to the next setting.
+    ///
+    /// ```
+    /// use heartline_app::config::SocketUrls;
+    /// let link = SocketUrls::choose(Some("ws://127.0.0.1:3001/ws,ws://127.0.0.1:3002/ws"), Some("wss://x/ws"), None);
+    /// assert_eq!(link.urls, ["ws://127.0.0.1:3001/ws", "ws://127.0.0.1:3002/ws"]);
+    /// assert!(link.from_link);
+    /// let built = SocketUrls::choose(Some(" , "), None, Some("wss://one.example/ws"));
+    /// assert_eq!((built.urls, built.from_link), (vec!["wss://one.example/ws".to_owned()], false));
+    /// assert_eq!(SocketUrls::choose(None, None, None).urls, ["/ws"]);
+    /// ```
+    pub fn choose(link: Option<&str>, meta: Option<&str>, build: Option<&str>) -> SocketUrls {
+        let parse = |list: Option<&str>| {
+            list.map(|list| Endpoints::parse(list).urls().to_vec())
+                .filter(|urls| !urls.is_empty())
+        };
+        if let Some(urls) = parse(link) {
+            return SocketUrls {
+                urls,
+                from_link: true,
+            };
+        }
+        SocketUrls {
+            urls: parse(meta)
+                .or_else(|| parse(build))
+                .unwrap_or_else(|| vec!["/ws".to_owned()]),
+            from_link: false,
+        }
+    }
+}
+
+/// The socket servers the app uses, in failover order: a comma-separated
+/// list, from the first of these that is set:
+/// 1. `?ws=<url>[,<url>…]` in the page address (handy for development; the
+///    session token and the saved outbox are kept per server origin, so
+///    such a link never receives another server's token);
+/// 2. the `<meta name="heartline-ws">` tag of the page, set at deploy time
+///    (`content="wss://a.example/ws, wss://b.example/ws"`: several servers
+///    of one deployment, sharing rooms);
 /// 3. `HEARTLINE_WS_URL` at build time;
 /// 4. `/ws` on the page's own host (the demo server serves both, and
 ///    `trunk serve` proxies `/ws` to it).
 ///
-/// Relative URLs are resolved by the socket provider.
+/// The app starts on the first and fails over to the next when a server is
+/// gone (see [`heartline::core::Endpoints`]). Relative URLs are resolved by
+/// the socket provider.
+///
+/// ```no_run
+/// let servers = heartline_app::config::socket_urls();
+/// assert!(!servers.urls.is_empty());
+/// ```
+pub fn socket_urls() -> SocketUrls {
+    SocketUrls::choose(
+        query_param("ws").as_deref(),
+        meta_content(SOCKET_URL_META).as_deref(),
+        option_env!("HEARTLINE_WS_URL"),
+    )
+}
+
+/// The first of [`socket_urls`]: the server the app starts on.
 ///
 /// ```no_run
 /// let url = heartline_app::config::socket_url();
 /// assert!(!url.is_empty());
 /// ```
 pub fn socket_url() -> String {
-    query_param("ws")
-        .or_else(|| meta_content(SOCKET_URL_META))
-        .or_else(|| option_env!("HEARTLINE_WS_URL").map(str::to_owned))
+    socket_urls()
+        .urls
+        .into_iter()
+        .next()
         .unwrap_or_else(|| "/ws".to_owned())
 }
 

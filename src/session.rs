@@ -66,6 +66,64 @@ pub fn outbox_key(resolved_url: &str) -> String {
     format!("{OUTBOX_KEY}@{}", socket_origin(resolved_url))
 }
 
+/// The localStorage keys of the app's identity on a list of servers: the
+/// session token and the unsent messages.
+///
+/// They must not change when the app fails over from one server of the
+/// list to another (the token is the identity the servers de-duplicate
+/// re-sent messages by, and the outbox must go out after the move), so
+/// they are those of the **first** URL of the list, whichever server is in
+/// use. One exception keeps the promise of `?ws=` links: for a list of
+/// several servers taken from the page address, the keys name the origins
+/// of all of them, so a crafted link that puts a known server first never
+/// sends that server's token to the others.
+///
+/// ```
+/// use heartline_app::session::{StorageKeys, outbox_key, session_token_key};
+/// let deployment = vec!["wss://a.example/ws".to_owned(), "wss://b.example/ws".to_owned()];
+/// let keys = StorageKeys::for_servers(&deployment, false);
+/// // The first server's keys: the same as with that server alone.
+/// assert_eq!(keys.token, session_token_key("wss://a.example/ws"));
+/// assert_eq!(keys.outbox, outbox_key("wss://a.example/ws"));
+///
+/// // The same list from a link gets keys of its own.
+/// let link = StorageKeys::for_servers(&deployment, true);
+/// assert_eq!(link.token, "heartline.token@wss://a.example wss://b.example");
+/// assert_ne!(link.token, keys.token);
+/// // A link with one server keeps that server's keys, as before.
+/// assert_eq!(StorageKeys::for_servers(&deployment[..1], true), keys);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageKeys {
+    /// Where the session token is kept (see [`session_token_key`]).
+    pub token: String,
+    /// Where the unsent messages are kept (see [`outbox_key`]).
+    pub outbox: String,
+}
+
+impl StorageKeys {
+    /// The keys for the resolved socket URLs the app dials, in failover
+    /// order; `from_link` when they came from the page address.
+    pub fn for_servers(resolved_urls: &[String], from_link: bool) -> StorageKeys {
+        let mut origins: Vec<String> = Vec::new();
+        for url in resolved_urls {
+            let origin = socket_origin(url);
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        let scope = if from_link {
+            origins.join(" ")
+        } else {
+            origins.into_iter().next().unwrap_or_default()
+        };
+        StorageKeys {
+            token: format!("{TOKEN_KEY}@{scope}"),
+            outbox: format!("{OUTBOX_KEY}@{scope}"),
+        }
+    }
+}
+
 /// The greeting for each (re)connect: the name, and the token this server
 /// issued in its last session if there is one. Read afresh every time, so a
 /// renewed token is used and never a stale one.

@@ -9,7 +9,8 @@ use crate::format::bytes;
 /// Round-trip samples the sparkline spans.
 const RTT_WINDOW: usize = 60;
 
-/// Shows the connection's state, its round-trip time (now and as a trend)
+/// Shows the connection's state, the server in use (and which of the list,
+/// when there are several), its round-trip time (now and as a trend)
 /// and the socket layer's counters (refreshed every second by
 /// `use_heartbeat`).
 #[function_component(ConnectionPanel)]
@@ -23,6 +24,8 @@ pub fn connection_panel() -> Html {
         .map(|ms| format!("{ms} ms"))
         .unwrap_or_else(|| "–".to_owned());
     let history = socket.rtt_history();
+    // Which of the deployment's servers is in use (it changes on a failover).
+    let endpoints = socket.endpoints();
     html! {
         <section class="panel" aria-labelledby="connection-heading">
             <h2 id="connection-heading">{ "Connection" }</h2>
@@ -30,7 +33,14 @@ pub fn connection_panel() -> Html {
                 <dt>{ "State" }</dt>
                 <dd class="panel__state" data-open={status.is_open().to_string()}>{ status.to_string() }</dd>
                 <dt>{ "Server" }</dt>
-                <dd><code>{ socket.url() }</code></dd>
+                <dd class="panel__server" data-endpoint={endpoints.index().to_string()}>
+                    <code>{ socket.url() }</code>
+                    if endpoints.len() > 1 {
+                        <span class="panel__server-of" title={endpoints.to_string()}>
+                            { format!(" (server {} of {})", endpoints.index() + 1, endpoints.len()) }
+                        </span>
+                    }
+                </dd>
                 <dt>{ "Round trip" }</dt>
                 <dd class="panel__rtt">
                     <span>{ rtt }</span>
@@ -38,6 +48,10 @@ pub fn connection_panel() -> Html {
                 </dd>
                 <dt>{ "Reconnects" }</dt>
                 <dd>{ stats.reconnects }</dd>
+                if endpoints.len() > 1 {
+                    <dt>{ "Server switches" }</dt>
+                    <dd>{ stats.failovers }</dd>
+                }
                 <dt>{ "Waiting to send" }</dt>
                 <dd>{ stats.queued + stats.in_flight }</dd>
                 <dt>{ "Frames in / out" }</dt>

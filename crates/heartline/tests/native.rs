@@ -337,7 +337,7 @@ async fn final_state(
 #[tokio::test]
 async fn connects_and_delivers_by_socket_type() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("ada")).unwrap();
+    let client = Client::spawn(server.url(), options("ada")).unwrap();
     let mut news = client.subscribe("news");
     let mut other = client.subscribe("other");
     let mut welcome = client.subscribe("welcome");
@@ -367,7 +367,7 @@ async fn connects_and_delivers_by_socket_type() {
 async fn a_reliable_message_sent_while_the_server_is_down_is_acked_once_after_it_returns() {
     let mut server = TestServer::start().await;
     server.stop().await;
-    let client = Client::spawn(&server.url(), options("bob")).unwrap();
+    let client = Client::spawn(server.url(), options("bob")).unwrap();
     let mut status = client.status();
     within(
         "a failed attempt",
@@ -395,7 +395,7 @@ async fn a_reliable_message_sent_while_the_server_is_down_is_acked_once_after_it
 #[tokio::test]
 async fn reconnects_after_the_server_closes_or_drops_the_link() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("cy")).unwrap();
+    let client = Client::spawn(server.url(), options("cy")).unwrap();
     client
         .add_standing(
             "room:lobby",
@@ -468,7 +468,7 @@ async fn reconnects_after_the_server_closes_or_drops_the_link() {
 #[tokio::test]
 async fn dropping_a_handler_guard_stops_deliveries() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("dee")).unwrap();
+    let client = Client::spawn(server.url(), options("dee")).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
     let guard = client.on("news", move |_| {
@@ -506,7 +506,7 @@ async fn dropping_a_handler_guard_stops_deliveries() {
 #[tokio::test]
 async fn stop_closes_the_link_and_does_not_reconnect() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("eve")).unwrap();
+    let client = Client::spawn(server.url(), options("eve")).unwrap();
     wait_open(&client).await;
 
     client.stop();
@@ -549,7 +549,7 @@ async fn stop_closes_the_link_and_does_not_reconnect() {
 #[tokio::test]
 async fn no_socket_leaks_across_drops_and_when_the_client_goes_away() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("fay")).unwrap();
+    let client = Client::spawn(server.url(), options("fay")).unwrap();
     let mut news = client.subscribe("news");
     // Each round drops the connection whose greeting the server has read.
     for round in 1..=6 {
@@ -586,7 +586,7 @@ async fn many_clients_share_one_local_set() {
             let names = ["g1", "g2", "g3"];
             let clients: Vec<Client> = names
                 .iter()
-                .map(|name| Client::spawn_local(&server.url(), options(name)).unwrap())
+                .map(|name| Client::spawn_local(server.url(), options(name)).unwrap())
                 .collect();
             let mut subscriptions: Vec<_> = clients.iter().map(|c| c.subscribe("news")).collect();
             for client in &clients {
@@ -625,7 +625,7 @@ async fn many_clients_share_one_local_set() {
 #[tokio::test]
 async fn binary_frames_are_counted_and_not_delivered() {
     let server = TestServer::start().await;
-    let client = Client::spawn(&server.url(), options("hal")).unwrap();
+    let client = Client::spawn(server.url(), options("hal")).unwrap();
     let mut markers = client.subscribe("marker");
     wait_open(&client).await;
     server.send(Control::Binary(10));
@@ -643,7 +643,7 @@ async fn binary_frames_are_counted_and_not_delivered() {
 async fn an_exported_outbox_goes_out_from_another_client_with_the_same_ids() {
     let mut server = TestServer::start().await;
     server.stop().await;
-    let first = Client::spawn(&server.url(), options("ivy")).unwrap();
+    let first = Client::spawn(server.url(), options("ivy")).unwrap();
     let a = first
         .send(json!({"socketType": "chat.send", "text": "a"}))
         .await
@@ -655,7 +655,7 @@ async fn an_exported_outbox_goes_out_from_another_client_with_the_same_ids() {
     let saved = first.export_outbox().await;
     drop(first);
 
-    let second = Client::spawn(&server.url(), options("ivy")).unwrap();
+    let second = Client::spawn(server.url(), options("ivy")).unwrap();
     let mut events = second.message_events();
     assert_eq!(
         second.restore_outbox(&saved).await,
@@ -677,7 +677,7 @@ async fn an_exported_outbox_goes_out_from_another_client_with_the_same_ids() {
 async fn volatile_messages_need_an_open_link() {
     let mut server = TestServer::start().await;
     server.stop().await;
-    let client = Client::spawn(&server.url(), options("jo")).unwrap();
+    let client = Client::spawn(server.url(), options("jo")).unwrap();
     let typing = json!({"socketType": "typing", "room": "lobby"});
     assert_eq!(
         client.send_volatile(typing.clone()).await,
@@ -692,4 +692,138 @@ async fn volatile_messages_need_an_open_link() {
     })
     .await;
     assert!(server.state.frames_of("typing")[0].get("id").is_none());
+}
+
+/// Reads message moves until every id in `ids` has a final state; returns
+/// how often each id reached each final state.
+async fn settle(
+    events: &mut broadcast::Receiver<(MessageId, DeliveryState)>,
+    ids: &[MessageId],
+    finals: &mut HashMap<MessageId, Vec<DeliveryState>>,
+) {
+    within("every message to settle", async {
+        while !ids.iter().all(|id| finals.contains_key(id)) {
+            let (id, state) = events.recv().await.expect("the driver runs");
+            if state.is_final() {
+                finals.entry(id).or_default().push(state);
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fails_over_to_the_next_server_and_goes_on_sending() {
+    let mut a = TestServer::start().await;
+    let b = TestServer::start().await;
+    let client = Client::spawn([a.url().as_str(), b.url().as_str()], options("fo")).unwrap();
+    assert_eq!(client.urls(), [a.url(), b.url()]);
+    client
+        .add_standing(
+            "room:lobby",
+            json!({"socketType": "join", "room": "lobby"}),
+            Some("lobby".into()),
+        )
+        .await
+        .unwrap();
+    let mut chat = client.subscribe("chat.message");
+    let mut events = client.message_events();
+    wait_open(&client).await;
+    assert_eq!(*client.endpoint().borrow(), a.url(), "starts on the first");
+
+    // On A: the room's stream, and messages that are acked.
+    for seq in 1..=3 {
+        a.push(json!({"socketType": "chat.message", "stream": "lobby", "seq": seq}));
+    }
+    for seq in 1..=3 {
+        let message = within("a chat message", chat.recv()).await.unwrap();
+        assert_eq!(message.value["seq"], seq);
+    }
+    let send = |text: String| {
+        let client = client.clone();
+        async move {
+            client
+                .send(json!({"socketType": "chat.send", "room": "lobby", "text": text}))
+                .await
+                .unwrap()
+        }
+    };
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(send(format!("on A {i}")).await);
+    }
+    let mut finals = HashMap::new();
+    settle(&mut events, &ids, &mut finals).await;
+
+    // A is gone; the client goes on sending while it moves to B.
+    a.stop().await;
+    for i in 0..10 {
+        ids.push(send(format!("between {i}")).await);
+    }
+    let mut endpoint = client.endpoint();
+    within("the move to B", endpoint.wait_for(|url| *url == b.url()))
+        .await
+        .unwrap();
+    wait_open(&client).await;
+    for i in 0..10 {
+        ids.push(send(format!("on B {i}")).await);
+    }
+    settle(&mut events, &ids, &mut finals).await;
+
+    // Every message acked exactly once, none failed.
+    assert_eq!(finals.len(), 30);
+    for id in &ids {
+        assert_eq!(finals[id], [DeliveryState::Acked], "{id}");
+    }
+    let stats = client.stats().await;
+    assert_eq!((stats.acked, stats.failed), (30, 0));
+    assert_eq!((stats.queued, stats.in_flight), (0, 0));
+    assert!(stats.failovers >= 1);
+    // B got the room resumed with `since`, and every message written on
+    // the link that acked it: A the first ten, B the rest.
+    let joins = b.state.frames_of("join");
+    assert_eq!(joins[0]["since"], 3, "{joins:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let on_b = b.state.frames_with_id(id);
+        if i < 10 {
+            assert_eq!((a.state.frames_with_id(id), on_b), (1, 0), "{id}");
+        } else {
+            assert_eq!(on_b, 1, "{id} written once on B");
+        }
+    }
+    // One socket at a time on each server, and the story says where it went.
+    assert_eq!(a.state.max_sockets_of("fo"), 1);
+    assert_eq!(b.state.max_sockets_of("fo"), 1);
+    let switched = client
+        .timeline()
+        .await
+        .into_iter()
+        .any(|entry| entry.event.to_string().contains(&b.url()));
+    assert!(switched, "the timeline names B");
+}
+
+#[tokio::test]
+async fn a_single_url_client_never_fails_over() {
+    let mut server = TestServer::start().await;
+    let client = Client::spawn(server.url(), options("uno")).unwrap();
+    let state = Arc::clone(&server.state);
+    wait_until("the greeting", move || state.frames_of("hello").len() == 1).await;
+    server.send(Control::Drop);
+    let state = Arc::clone(&server.state);
+    wait_until("a second connection", move || {
+        state.frames_of("hello").len() == 2
+    })
+    .await;
+    wait_open(&client).await;
+    server.stop().await;
+    server.restart().await;
+    let state = Arc::clone(&server.state);
+    wait_until("a third connection", move || {
+        state.frames_of("hello").len() == 3
+    })
+    .await;
+    assert_eq!(client.urls(), [server.url()]);
+    assert_eq!(client.url(), server.url());
+    assert_eq!(*client.endpoint().borrow(), server.url());
+    assert_eq!(client.stats().await.failovers, 0);
 }

@@ -143,6 +143,8 @@ struct World {
     next_seq: BTreeMap<u8, u64>,
     /// Ids the server refused as `rate_limited` at least once.
     rate_limited: HashSet<String>,
+    /// The endpoint index of every socket opened, in order.
+    dialled: Vec<usize>,
 }
 
 impl World {
@@ -173,6 +175,7 @@ impl World {
             delays: Vec::new(),
             next_seq: BTreeMap::new(),
             rate_limited: HashSet::new(),
+            dialled: Vec::new(),
         }
     }
 
@@ -214,6 +217,8 @@ impl World {
                 Action::Deliver(message) => {
                     self.registry.dispatch(message);
                 }
+                // The driver reads the URL as it carries out the open.
+                Action::Open { .. } => self.dialled.push(self.h.conn.endpoints().index()),
                 Action::MessageState { id, state } if state.is_final() => {
                     assert!(
                         !self.outcome.contains_key(id),
@@ -554,6 +559,44 @@ proptest! {
                 );
             }
         }
+    }
+
+    /// Several URLs change which server each attempt dials and nothing
+    /// else: the same events give the same actions (delays, attempts,
+    /// frames, message states) as with one URL. And the URL moves only
+    /// between attempts, one step round the list at a time, once per
+    /// counted failover.
+    #[test]
+    fn several_urls_change_only_the_url_dialled(
+        config in config(),
+        count in 2usize..5,
+        ops in prop::collection::vec(op(), 1..120),
+    ) {
+        let urls: Vec<String> = (0..count).map(|i| format!("ws://s{i}.test/ws")).collect();
+        let mut solo = World::new(config.clone());
+        solo.h.conn.set_endpoints(urls[0].as_str());
+        let mut many = World::new(config.clone());
+        many.h.conn.set_endpoints(urls.clone());
+        for op in ops {
+            solo.apply(op.clone());
+            many.apply(op);
+            many.check_step(&config);
+            prop_assert_eq!(&solo.h.log, &many.h.log);
+            let endpoints = many.h.conn.endpoints();
+            let stats = many.h.conn.stats();
+            prop_assert_eq!(endpoints.index() as u64, stats.failovers % count as u64);
+            prop_assert_eq!(solo.h.conn.endpoint(), Some(urls[0].as_str()));
+        }
+        prop_assert_eq!(many.dialled.first().copied().unwrap_or(0), 0, "starts on the first");
+        for pair in many.dialled.windows(2) {
+            prop_assert!(
+                pair[1] == pair[0] || pair[1] == (pair[0] + 1) % count,
+                "dialled {} after {}", pair[1], pair[0]
+            );
+        }
+        let mut solo_stats = solo.h.conn.stats();
+        solo_stats.failovers = many.h.conn.stats().failovers;
+        prop_assert_eq!(solo_stats, many.h.conn.stats());
     }
 
     #[test]

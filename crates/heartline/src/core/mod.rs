@@ -17,14 +17,18 @@
 //!
 //! - Time is [`Millis`], a plain millisecond count (`Date.now()` in the
 //!   browser). Pass the current time with every call.
-//! - Create one [`Connection`] per socket URL with
-//!   [`Connection::new`]`(config, seed)`; keep the URL yourself. Feed it
+//! - Create one [`Connection`] per server (or deployment of servers) with
+//!   [`Connection::new`]`(config, seed)` and give it the socket URLs with
+//!   [`Connection::set_endpoints`] (one URL, or several to fail over
+//!   between; a driver with one URL may also keep it itself). Feed it
 //!   [`Event::Start`] to connect.
 //! - For every event call [`Connection::handle`] and perform the returned
 //!   actions **in order**:
-//!   - [`Action::Open`]`{socket}`: create a WebSocket to the URL and tag all
-//!     its events with `socket` ([`Event::Opened`], [`Event::Frame`],
-//!     [`Event::Closed`], [`Event::Error`]).
+//!   - [`Action::Open`]`{socket}`: create a WebSocket to
+//!     [`Connection::endpoint`] (the core chose it: see [`Endpoints`] for
+//!     the failover policy) and tag all its events with `socket`
+//!     ([`Event::Opened`], [`Event::Frame`], [`Event::Closed`],
+//!     [`Event::Error`]).
 //!   - [`Action::SendFrame`]: `ws.send_with_str(text)`; after a batch of
 //!     them, report [`Event::BufferedAmount`] (the real `bufferedAmount`).
 //!   - [`Action::Close`]: `ws.close_with_code_and_reason(code, reason)` and
@@ -112,6 +116,7 @@
 mod backoff;
 mod config;
 pub mod contract;
+mod endpoints;
 mod heartbeat;
 mod inbound;
 mod machine;
@@ -127,6 +132,7 @@ pub use backoff::Backoff;
 pub use config::{
     BackoffConfig, Config, DegradedThresholds, HeartbeatConfig, HeartbeatStyle, Jitter,
 };
+pub use endpoints::Endpoints;
 pub use inbound::{Inbound, ParseError, Report, StreamPos};
 pub use machine::{
     Action, CancelError, Connection, Event, FrameData, GreetingProvider, RestoreError, SendError,

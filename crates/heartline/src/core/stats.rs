@@ -52,6 +52,9 @@ pub struct Stats {
     pub missed_pongs: u64,
     /// Links closed because they went silent.
     pub heartbeat_losses: u64,
+    /// Moves to another server URL after a failed attempt or a lost link
+    /// (see [`Endpoints`](super::Endpoints)); stays 0 with one URL.
+    pub failovers: u64,
     /// Round-trip time of the last pong.
     pub last_rtt: Option<Millis>,
     /// Smoothed round-trip time (EWMA, 1/8 weight to each new sample).

@@ -196,6 +196,22 @@ pub enum TimelineEvent {
         /// Messages acknowledged since the backlog formed.
         messages: u64,
     },
+    /// After a failed attempt or a lost link, the next attempt goes to
+    /// another server (see [`Endpoints`](super::Endpoints)).
+    ///
+    /// ```
+    /// use heartline::core::TimelineEvent;
+    /// let event = TimelineEvent::Failover { url: "wss://b.example/ws".into(), index: 1, of: 2 };
+    /// assert_eq!(event.to_string(), "switching to wss://b.example/ws (server 2 of 2)");
+    /// ```
+    Failover {
+        /// The URL the next attempt opens.
+        url: String,
+        /// Its position in the list, from 0.
+        index: usize,
+        /// How many URLs the list has.
+        of: usize,
+    },
 }
 
 /// `1.2 s`, `14 s`, `250 ms`.
@@ -279,6 +295,9 @@ impl fmt::Display for TimelineEvent {
                 "outbox drained ({})",
                 plural(*messages, "message", "messages")
             ),
+            TimelineEvent::Failover { url, index, of } => {
+                write!(f, "switching to {url} (server {} of {of})", index + 1)
+            }
         }
     }
 }

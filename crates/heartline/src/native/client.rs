@@ -13,8 +13,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::core::{
-    CancelError, Connection, ConnectionStatus, DeliveryState, Event, Inbound, MessageId, Report,
-    RestoreError, SendError, SendOptions, Stats, TimelineEntry,
+    CancelError, Connection, ConnectionStatus, DeliveryState, Endpoints, Event, Inbound, MessageId,
+    Report, RestoreError, SendError, SendOptions, Stats, TimelineEntry,
 };
 
 use super::ClientOptions;
@@ -38,14 +38,32 @@ pub enum SpawnError {
     /// The URL is not a `ws://` or `wss://` URL tungstenite accepts.
     #[error("invalid WebSocket URL: {0}")]
     InvalidUrl(String),
+    /// The list of URLs is empty.
+    ///
+    /// ```
+    /// use heartline::native::{Client, ClientOptions, SpawnError};
+    /// let none: Vec<String> = Vec::new();
+    /// let error = Client::spawn(none, ClientOptions::default()).unwrap_err();
+    /// assert!(matches!(error, SpawnError::NoUrl));
+    /// ```
+    #[error("no WebSocket URL given")]
+    NoUrl,
     /// The runtime or the driver's thread could not be created.
     #[error("could not start the driver: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// A connection to one WebSocket server, driven by the same sans-IO core as
-/// the browser: reliable and volatile sends, message states, subscriptions by
-/// `socketType`, a status stream and stats.
+/// A connection to one WebSocket server (or to one of several, failing over
+/// between them), driven by the same sans-IO core as the browser: reliable
+/// and volatile sends, message states, subscriptions by `socketType`, a
+/// status stream and stats.
+///
+/// Given several URLs (`Client::spawn(["ws://a/ws", "ws://b/ws"], …)`) it
+/// starts on the first, stays on a server while it works and, after a
+/// failed attempt or a lost link, moves to the next one (round robin) with
+/// the backoff going on unchanged; every standing subscription is re-sent
+/// with `since` and the outbox re-sent, as after any reconnect (see
+/// [`Endpoints`]). [`endpoint`](Self::endpoint) says which one is in use.
 ///
 /// `Client` is a handle: clone it freely and use it from any thread. The
 /// connection lives as long as a handle does; when the last one is dropped
@@ -68,7 +86,8 @@ pub struct Client {
 }
 
 struct Shared {
-    url: String,
+    urls: Vec<String>,
+    endpoint: watch::Receiver<String>,
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<ConnectionStatus>,
     message_events: broadcast::Sender<(MessageId, DeliveryState)>,
@@ -79,7 +98,8 @@ struct Shared {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.shared.url)
+            .field("urls", &self.shared.urls)
+            .field("endpoint", &*self.shared.endpoint.borrow())
             .field("status", &*self.shared.status.borrow())
             .finish_non_exhaustive()
     }
@@ -91,18 +111,25 @@ impl Client {
     /// anywhere, inside a runtime or not. The thread ends shortly after the
     /// last handle is dropped (once the close frame is written).
     ///
+    /// `urls` is one URL (`&str`, `String`) or a list of them (an array, a
+    /// `Vec`, a slice, [`Endpoints`]) to fail over between, in order. Every
+    /// URL is checked here.
+    ///
     /// ```no_run
     /// use heartline::native::{Client, ClientOptions};
     /// let client = Client::spawn("ws://127.0.0.1:3000/ws", ClientOptions::default())
     ///     .expect("a valid URL");
-    /// # drop(client);
+    /// // Two servers of one deployment: the second takes over when the first is gone.
+    /// let both = Client::spawn(["ws://10.0.0.1:3000/ws", "ws://10.0.0.2:3000/ws"], ClientOptions::default())
+    ///     .expect("valid URLs");
+    /// # drop((client, both));
     /// ```
-    pub fn spawn(url: &str, options: ClientOptions) -> Result<Client, SpawnError> {
-        validate_url(url)?;
+    pub fn spawn(urls: impl Into<Endpoints>, options: ClientOptions) -> Result<Client, SpawnError> {
+        let endpoints = validate_urls(urls.into())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (client, start) = Client::new(url, options);
+        let (client, start) = Client::new(endpoints, options);
         std::thread::Builder::new()
             .name("heartline-client".to_owned())
             .spawn(move || {
@@ -116,7 +143,7 @@ impl Client {
 
     /// Starts a client as a task on the caller's `LocalSet`: many clients on
     /// one thread (load generators). The driver runs while the `LocalSet`
-    /// is driven.
+    /// is driven. `urls` as in [`spawn`](Self::spawn).
     ///
     /// # Panics
     ///
@@ -139,31 +166,39 @@ impl Client {
     ///     .await
     /// # }
     /// ```
-    pub fn spawn_local(url: &str, options: ClientOptions) -> Result<Client, SpawnError> {
-        validate_url(url)?;
-        let (client, start) = Client::new(url, options);
+    pub fn spawn_local(
+        urls: impl Into<Endpoints>,
+        options: ClientOptions,
+    ) -> Result<Client, SpawnError> {
+        let endpoints = validate_urls(urls.into())?;
+        let (client, start) = Client::new(endpoints, options);
         tokio::task::spawn_local(start.into_driver().run());
         Ok(client)
     }
 
-    fn new(url: &str, options: ClientOptions) -> (Client, DriverStart) {
+    fn new(endpoints: Endpoints, options: ClientOptions) -> (Client, DriverStart) {
         let (commands, command_queue) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(ConnectionStatus::Idle);
+        let first = endpoints.current().unwrap_or_default().to_owned();
+        let (endpoint_tx, endpoint) = watch::channel(first);
+        let urls = endpoints.urls().to_vec();
         let (message_events, _) = broadcast::channel(MESSAGE_EVENTS_CAPACITY);
         let (reports, _) = broadcast::channel(REPORTS_CAPACITY);
         let start = DriverStart {
-            url: url.to_owned(),
+            endpoints,
             options,
             commands: command_queue,
             outlets: Outlets {
                 status: status_tx,
+                endpoint: endpoint_tx,
                 message_events: message_events.clone(),
                 reports: reports.clone(),
             },
         };
         let client = Client {
             shared: Arc::new(Shared {
-                url: url.to_owned(),
+                urls,
+                endpoint,
                 commands,
                 status,
                 message_events,
@@ -174,14 +209,42 @@ impl Client {
         (client, start)
     }
 
-    /// The server URL.
+    /// The server URL: the first of the list when there are several (the
+    /// one it starts on; [`endpoint`](Self::endpoint) is the one in use).
     ///
     /// ```no_run
     /// # let client: heartline::native::Client = unimplemented!();
     /// assert!(client.url().starts_with("ws"));
     /// ```
     pub fn url(&self) -> &str {
-        &self.shared.url
+        self.shared.urls.first().map_or("", String::as_str)
+    }
+
+    /// Every server URL, in failover order.
+    ///
+    /// ```no_run
+    /// use heartline::native::{Client, ClientOptions};
+    /// let client = Client::spawn(["ws://a:3000/ws", "ws://b:3000/ws"], ClientOptions::default())
+    ///     .expect("valid URLs");
+    /// assert_eq!(client.urls(), ["ws://a:3000/ws", "ws://b:3000/ws"]);
+    /// ```
+    pub fn urls(&self) -> &[String] {
+        &self.shared.urls
+    }
+
+    /// The URL of the server in use (connecting or open, or the one the
+    /// next attempt opens), as a watch: read it with `borrow()`, or wait for
+    /// a failover with `changed()` / `wait_for`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: heartline::native::Client) {
+    /// println!("on {}", *client.endpoint().borrow());
+    /// let mut endpoint = client.endpoint();
+    /// let _ = endpoint.wait_for(|url| url.contains("b:3000")).await;
+    /// # }
+    /// ```
+    pub fn endpoint(&self) -> watch::Receiver<String> {
+        self.shared.endpoint.clone()
     }
 
     // ---- sending ----
@@ -621,10 +684,17 @@ impl Client {
     }
 }
 
-fn validate_url(url: &str) -> Result<(), SpawnError> {
-    url.into_client_request()
-        .map(drop)
-        .map_err(|error| SpawnError::InvalidUrl(format!("{url}: {error}")))
+/// Every URL must be one tungstenite accepts, and there must be one.
+fn validate_urls(endpoints: Endpoints) -> Result<Endpoints, SpawnError> {
+    if endpoints.is_empty() {
+        return Err(SpawnError::NoUrl);
+    }
+    for url in endpoints.urls() {
+        url.as_str()
+            .into_client_request()
+            .map_err(|error| SpawnError::InvalidUrl(format!("{url}: {error}")))?;
+    }
+    Ok(endpoints)
 }
 
 fn to_value<T: Serialize>(message: &T) -> Result<Value, SendError> {
@@ -633,7 +703,7 @@ fn to_value<T: Serialize>(message: &T) -> Result<Value, SendError> {
 
 /// Everything the driver needs, moved to where it runs.
 struct DriverStart {
-    url: String,
+    endpoints: Endpoints,
     options: ClientOptions,
     commands: mpsc::UnboundedReceiver<Command>,
     outlets: Outlets,
@@ -647,10 +717,11 @@ impl DriverStart {
             seed,
         } = self.options;
         let mut core = Connection::new(config, seed.unwrap_or_else(random_seed));
+        core.set_endpoints(self.endpoints);
         if let Some(greeting) = greeting {
             core.set_greeting(Some(greeting));
         }
-        Driver::new(self.url, core, self.commands, self.outlets)
+        Driver::new(core, self.commands, self.outlets)
     }
 }
 

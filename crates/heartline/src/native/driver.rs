@@ -90,12 +90,13 @@ pub(super) enum Command {
 /// Where the driver publishes what the handles watch.
 pub(super) struct Outlets {
     pub(super) status: watch::Sender<ConnectionStatus>,
+    /// The URL of the socket connecting or open (or of the next attempt).
+    pub(super) endpoint: watch::Sender<String>,
     pub(super) message_events: broadcast::Sender<(MessageId, DeliveryState)>,
     pub(super) reports: broadcast::Sender<Report>,
 }
 
 pub(super) struct Driver {
-    url: String,
     core: Connection,
     registry: Registry,
     handlers: HashMap<u64, SubscriptionGuard>,
@@ -112,8 +113,9 @@ pub(super) struct Driver {
 }
 
 impl Driver {
+    /// A driver for `core`, which holds the server URLs
+    /// ([`Connection::set_endpoints`]) and picks one for every attempt.
     pub(super) fn new(
-        url: String,
         mut core: Connection,
         commands: mpsc::UnboundedReceiver<Command>,
         outlets: Outlets,
@@ -121,7 +123,6 @@ impl Driver {
         let registry = Registry::new();
         core.set_registry(Some(registry.clone()));
         Driver {
-            url,
             core,
             registry,
             handlers: HashMap::new(),
@@ -218,7 +219,9 @@ impl Driver {
                 // The core closes a socket before it opens the next; letting
                 // go of any leftover keeps "one socket at a time" true anyway.
                 self.socket.release(None);
-                self.socket = SocketSlot::connect(socket, self.url.clone());
+                // The core chose the server for this attempt.
+                let url = self.publish_endpoint();
+                self.socket = SocketSlot::connect(socket, url);
             }
             Action::SendFrame { socket, text } => return self.write(socket, text),
             Action::Close {
@@ -241,6 +244,8 @@ impl Driver {
                 self.registry.dispatch(&inbound);
             }
             Action::StatusChanged(status) => {
+                // A failover shows with the wait before its attempt.
+                self.publish_endpoint();
                 self.outlets.status.send_replace(status);
             }
             Action::MessageState { id, state } => {
@@ -255,6 +260,20 @@ impl Driver {
             }
         }
         false
+    }
+
+    /// Tells the handles which server is in use (when it changed); returns
+    /// its URL.
+    fn publish_endpoint(&self) -> String {
+        let url = self.core.endpoint().unwrap_or_default().to_owned();
+        self.outlets.endpoint.send_if_modified(|current| {
+            let changed = *current != url;
+            if changed {
+                current.clone_from(&url);
+            }
+            changed
+        });
+        url
     }
 
     fn write(&mut self, socket: SocketId, text: String) -> bool {

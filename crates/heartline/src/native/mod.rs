@@ -8,6 +8,11 @@
 //!   task over channels. It mirrors the browser's `SocketHandle`: reliable
 //!   and volatile sends, message states, subscriptions by `socketType` with
 //!   guards, a status watch, stats, standing subscriptions, the outbox.
+//! - Give it one URL or several servers of one deployment
+//!   (`Client::spawn(["ws://a/ws", "ws://b/ws"], …)`): the core picks the
+//!   URL of every attempt and fails over round robin with the same backoff
+//!   (see [`Endpoints`](crate::core::Endpoints));
+//!   [`Client::endpoint`] watches the one in use.
 //! - The driver task owns the `Connection`, the handler
 //!   [`Registry`](crate::core::Registry), one tokio deadline per
 //!   [`TimerKind`](crate::core::TimerKind) and at most one socket. The core's
@@ -72,7 +77,7 @@
 //! // A client on its own thread; the greeting is built afresh on every open.
 //! let options = ClientOptions::new()
 //!     .greeting(|| Some(json!({"socketType": "hello", "name": "bot"})));
-//! let client = Client::spawn(&url, options)?;
+//! let client = Client::spawn(url.as_str(), options)?;
 //!
 //! // Listen by socketType: a stream of messages, or a handler with a guard.
 //! let mut chat = client.subscribe("chat.message");

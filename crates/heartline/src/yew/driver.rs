@@ -17,9 +17,9 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, VisibilityState, WebSocket};
 use yew::Callback;
 
 use crate::core::{
-    Action, CancelError, Config, Connection, ConnectionStatus, DeliveryState, Event as CoreEvent,
-    FrameData, Inbound, MessageId, Millis, Registry, RestoreError, SendError, SendOptions,
-    SocketId, Stats, SubscriptionGuard, TimelineEntry, TimerKind,
+    Action, CancelError, Config, Connection, ConnectionStatus, DeliveryState, Endpoints,
+    Event as CoreEvent, FrameData, Inbound, MessageId, Millis, Registry, RestoreError, SendError,
+    SendOptions, SocketId, Stats, SubscriptionGuard, TimelineEntry, TimerKind,
 };
 
 use super::error::SocketError;
@@ -54,7 +54,7 @@ pub struct SocketCounts {
 pub(crate) type GreetingCallback = Callback<(), Option<Value>>;
 
 pub(crate) struct Driver {
-    url: String,
+    /// Holds the server URLs too and picks one for every attempt.
     core: RefCell<Connection>,
     registry: Registry,
     io: RefCell<Io>,
@@ -84,7 +84,7 @@ impl PartialEq for Driver {
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("url", &self.url)
+            .field("endpoints", self.core.borrow().endpoints())
             .field("status", &self.core.borrow().status())
             .field("counts", &self.counts.get())
             .finish_non_exhaustive()
@@ -111,10 +111,12 @@ fn random_seed() -> u64 {
 }
 
 impl Driver {
-    pub(crate) fn new(url: String, config: Config) -> Rc<Driver> {
+    /// A driver for the resolved socket `urls`, in failover order.
+    pub(crate) fn new(urls: Vec<String>, config: Config) -> Rc<Driver> {
         Rc::new_cyclic(|weak_self| {
             let registry = Registry::new();
             let mut core = Connection::new(config, random_seed());
+            core.set_endpoints(urls);
             core.set_registry(Some(registry.clone()));
             let greeting: Rc<RefCell<Option<GreetingCallback>>> = Rc::default();
             let provider = Rc::clone(&greeting);
@@ -122,7 +124,6 @@ impl Driver {
                 provider.borrow().as_ref().and_then(|make| make.emit(()))
             })));
             Driver {
-                url,
                 core: RefCell::new(core),
                 registry,
                 io: RefCell::default(),
@@ -139,8 +140,13 @@ impl Driver {
         })
     }
 
-    pub(crate) fn url(&self) -> &str {
-        &self.url
+    /// The URL in use (connecting or open, or the next attempt's).
+    pub(crate) fn url(&self) -> String {
+        self.core.borrow().endpoint().unwrap_or_default().to_owned()
+    }
+
+    pub(crate) fn endpoints(&self) -> Endpoints {
+        self.core.borrow().endpoints().clone()
     }
 
     pub(crate) fn set_greeting(&self, greeting: Option<GreetingCallback>) {
@@ -351,7 +357,9 @@ impl Driver {
         // leftover here keeps "one socket at a time" true regardless.
         let old = self.io.borrow_mut().socket.take();
         drop(old);
-        match BrowserSocket::open(&self.url, socket, &self.weak_self, &self.counts) {
+        // The core chose the server for this attempt.
+        let url = self.url();
+        match BrowserSocket::open(&url, socket, &self.weak_self, &self.counts) {
             Ok(live) => self.io.borrow_mut().socket = Some(live),
             Err(_) => {
                 // A URL the browser rejects outright fails like an attempt.

@@ -28,6 +28,14 @@ const REMEMBERED_MESSAGE_STATES: usize = 1_000;
 ///     config: Config { max_retries: Some(20), ..Config::default() },
 /// });
 /// assert_eq!(props.url, "/ws");
+/// assert!(props.fallback_urls.is_empty());
+///
+/// // Two servers of one deployment: the second takes over when the first is gone.
+/// let props = yew::props!(SocketProviderProps {
+///     url: AttrValue::from("wss://a.example/ws"),
+///     fallback_urls: vec![AttrValue::from("wss://b.example/ws")],
+/// });
+/// assert_eq!(props.fallback_urls.len(), 1);
 /// ```
 #[derive(Properties, PartialEq, Debug)]
 pub struct SocketProviderProps {
@@ -35,6 +43,16 @@ pub struct SocketProviderProps {
     /// which becomes `ws(s)://<page host>/ws`). Changing it starts a new
     /// connection; unsent messages move over to it.
     pub url: AttrValue,
+    /// Further servers of the same deployment (sharing rooms and
+    /// identities), tried after `url` in this order, resolved the same way.
+    /// The connection starts on `url`, stays on a server while it works and,
+    /// after a failed attempt or a lost link, moves to the next one (round
+    /// robin) with the backoff going on unchanged; rooms resume with `since`
+    /// and the outbox is re-sent, as after any reconnect (see
+    /// [`Endpoints`](crate::core::Endpoints)). Changing the list starts a new
+    /// connection.
+    #[prop_or_default]
+    pub fallback_urls: Vec<AttrValue>,
     /// The connection policy. Changing it starts a new connection too.
     #[prop_or_default]
     pub config: Config,
@@ -138,8 +156,18 @@ impl PartialEq for SocketContext {
 pub fn socket_provider(props: &SocketProviderProps) -> Html {
     let view = use_reducer(SocketView::default);
     let driver = use_memo(
-        (props.url.clone(), props.config.clone()),
-        |(url, config)| Driver::new(resolve_against_page(url), config.clone()),
+        (
+            props.url.clone(),
+            props.fallback_urls.clone(),
+            props.config.clone(),
+        ),
+        |(url, fallback_urls, config)| {
+            let urls = std::iter::once(url)
+                .chain(fallback_urls)
+                .map(|url| resolve_against_page(url))
+                .collect();
+            Driver::new(urls, config.clone())
+        },
     );
     // Unsent messages of a replaced connection (new url or config) move over.
     let carried_outbox = use_mut_ref(|| None::<String>);

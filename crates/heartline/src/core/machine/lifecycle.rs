@@ -256,8 +256,27 @@ impl Connection {
                 return;
             }
         }
+        // A reconnect follows: it goes to the next server. The backoff goes
+        // on from where it was (switching is no reason to hurry).
+        self.rotate_endpoint();
         self.failures = self.failures.saturating_add(1);
         self.schedule_retry(now);
+    }
+
+    /// Moves to the next server URL, round robin, and says so.
+    fn rotate_endpoint(&mut self) {
+        if !self.endpoints.advance() {
+            return;
+        }
+        self.stats.failovers += 1;
+        if let Some(url) = self.endpoints.current() {
+            let event = TimelineEvent::Failover {
+                url: url.to_owned(),
+                index: self.endpoints.index(),
+                of: self.endpoints.len(),
+            };
+            self.log(event);
+        }
     }
 
     pub(super) fn schedule_retry(&mut self, now: Millis) {

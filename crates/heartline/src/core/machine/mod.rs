@@ -11,8 +11,8 @@ use super::pacer::Pacer;
 use super::streams::Streams;
 use super::timeline::Timeline;
 use super::{
-    Config, ConnectionStatus, DeliveryState, FailureReason, Inbound, MessageId, Millis, Registry,
-    Report, SocketId, Stats, TimelineEntry, TimelineEvent,
+    Config, ConnectionStatus, DeliveryState, Endpoints, FailureReason, Inbound, MessageId, Millis,
+    Registry, Report, SocketId, Stats, TimelineEntry, TimelineEvent,
 };
 
 mod api;
@@ -136,7 +136,9 @@ impl FrameData {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Connect (from idle, closed or failed); the driver knows the URL.
+    /// Connect (from idle, closed or failed), to
+    /// [`Connection::endpoint`] (or the driver's own URL when it gave the
+    /// core none).
     Start,
     /// The socket's `open` event.
     Opened {
@@ -205,6 +207,8 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Open a new WebSocket to the URL and report its events with `socket`.
+    /// The URL is [`Connection::endpoint`] (read it when carrying out this
+    /// action), or the driver's own when it gave the core none.
     /// Any earlier socket has been closed by a preceding [`Action::Close`].
     Open {
         /// The id to tag its events with.
@@ -427,6 +431,8 @@ struct Standing {
 /// ```
 pub struct Connection {
     config: Config,
+    /// The server URLs and the one in use.
+    endpoints: Endpoints,
     phase: Phase,
     next_socket: u64,
     /// Failed attempts since the last healthy connection.
@@ -471,6 +477,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("phase", &self.phase)
+            .field("endpoint", &self.endpoints.current())
             .field("failures", &self.failures)
             .field("online", &self.online)
             .field("outbox", &self.outbox.len())
@@ -501,6 +508,7 @@ impl Connection {
             timeline: Timeline::new(config.timeline_limit),
             backlog_acked: None,
             config,
+            endpoints: Endpoints::default(),
             phase: Phase::Idle,
             next_socket: 1,
             failures: 0,
@@ -669,6 +677,60 @@ impl Connection {
     /// ```
     pub fn rtt_history(&self) -> Vec<f64> {
         self.heartbeat.rtt_history.iter().copied().collect()
+    }
+
+    /// Gives the connection its server URLs, in rotation order (see
+    /// [`Endpoints`] for the failover policy). Each [`Action::Open`] is for
+    /// [`endpoint`](Self::endpoint). When the URL in use is in the new list
+    /// the connection stays on it, otherwise the next attempt opens the new
+    /// list's first URL; a live socket is not closed by this.
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// assert_eq!(conn.endpoint(), None); // the driver keeps the URL itself
+    /// conn.set_endpoints(["wss://a.example/ws", "wss://b.example/ws"]);
+    /// assert_eq!(conn.endpoint(), Some("wss://a.example/ws"));
+    /// conn.set_endpoints("wss://solo.example/ws"); // one URL works too
+    /// assert_eq!(conn.endpoints().len(), 1);
+    /// ```
+    pub fn set_endpoints(&mut self, endpoints: impl Into<Endpoints>) {
+        let mut endpoints = endpoints.into();
+        if let Some(current) = self.endpoints.current() {
+            endpoints.select(current);
+        }
+        self.endpoints = endpoints;
+    }
+
+    /// The server URLs and which one is in use.
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// conn.set_endpoints(["ws://a/ws", "ws://b/ws"]);
+    /// assert_eq!(conn.endpoints().index(), 0);
+    /// assert_eq!(conn.endpoints().urls().len(), 2);
+    /// ```
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The URL of the socket connecting or open, or of the next attempt:
+    /// the one to open on [`Action::Open`], and the server a status view
+    /// names. `None` when no URLs were given.
+    ///
+    /// ```
+    /// use heartline::core::{Action, Config, Connection, Event};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// conn.set_endpoints(["ws://a/ws", "ws://b/ws"]);
+    /// let Some(Action::Open { socket }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
+    /// assert_eq!(conn.endpoint(), Some("ws://a/ws"));
+    /// // The attempt fails: the retry goes to the next server.
+    /// conn.handle(10, Event::Closed { socket, code: 1006, reason: String::new(), was_clean: false });
+    /// assert_eq!(conn.endpoint(), Some("ws://b/ws"));
+    /// ```
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoints.current()
     }
 
     /// The socket currently connecting or open.

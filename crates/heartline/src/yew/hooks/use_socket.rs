@@ -5,8 +5,8 @@ use serde_json::Value;
 use yew::prelude::*;
 
 use crate::core::{
-    CancelError, ConnectionStatus, DeliveryState, Inbound, MessageId, RestoreError, SendError,
-    SendOptions, Stats, TimelineEntry,
+    CancelError, ConnectionStatus, DeliveryState, Endpoints, Inbound, MessageId, RestoreError,
+    SendError, SendOptions, Stats, TimelineEntry,
 };
 use crate::yew::driver::{Driver, SocketCounts};
 use crate::yew::error::{NoProviderError, SocketError};
@@ -334,14 +334,30 @@ impl SocketHandle {
         self.driver().counts()
     }
 
-    /// The resolved socket URL this provider connects to.
+    /// The resolved socket URL of the server in use: connecting or open,
+    /// or the one the next attempt opens. With one URL it is that URL; with
+    /// [`fallback_urls`](crate::yew::SocketProviderProps::fallback_urls) it
+    /// changes on a failover.
     ///
     /// ```no_run
     /// # let socket: heartline::yew::SocketHandle = unimplemented!();
     /// assert!(socket.url().starts_with("ws"));
     /// ```
     pub fn url(&self) -> String {
-        self.driver().url().to_owned()
+        self.driver().url()
+    }
+
+    /// Every resolved server URL, in failover order, and which one is in
+    /// use: for a "server 2 of 3" line.
+    ///
+    /// ```no_run
+    /// # let socket: heartline::yew::SocketHandle = unimplemented!();
+    /// let endpoints = socket.endpoints();
+    /// let line = format!("server {} of {}", endpoints.index() + 1, endpoints.len());
+    /// # let _ = line;
+    /// ```
+    pub fn endpoints(&self) -> Endpoints {
+        self.driver().endpoints()
     }
 
     /// The status right now (not as of the last render).
