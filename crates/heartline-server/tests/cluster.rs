@@ -8,9 +8,15 @@ mod common;
 
 use std::time::Duration;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
 use common::cluster::{ServerProcess, fresh_database, pg_admin_url, pg_client};
 use common::*;
 use futures_util::StreamExt;
+use heartline::core::{BackoffConfig, Config, DeliveryState, Jitter, MessageId};
+use heartline::native::{Client, ClientOptions, SubscriptionGuard};
+use heartline_protocol::ClientMessage;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -266,4 +272,148 @@ async fn the_presence_of_a_killed_process_expires() {
             break;
         }
     }
+}
+
+/// `(epoch, seq, id)` of every chat message a native client's handler got.
+type Deliveries = Arc<Mutex<Vec<(u64, u64, String)>>>;
+
+/// The socket layer's native client on `urls`, keeping the token of its
+/// first `welcome` (its identity on every process), with `lobby` as a
+/// standing subscription (resumed with `since`) and its deliveries
+/// recorded while the guards live.
+fn failover_client(urls: [&str; 2]) -> (Client, Deliveries, [SubscriptionGuard; 2]) {
+    let token: Arc<Mutex<Option<String>>> = Arc::default();
+    let greeting_token = Arc::clone(&token);
+    let config = Config {
+        backoff: BackoffConfig {
+            base: 100,
+            factor: 2.0,
+            cap: 400,
+            jitter: Jitter::None,
+        },
+        max_retries: None,
+        ..Config::default()
+    };
+    let options = ClientOptions::new().config(config).greeting(move || {
+        let token = greeting_token.lock().ok()?.clone();
+        serde_json::to_value(ClientMessage::Hello {
+            name: "ada".into(),
+            token,
+        })
+        .ok()
+    });
+    let client = Client::spawn(urls, options).expect("client");
+    let welcome = client.on("welcome", move |welcome| {
+        if let (Some(t), Ok(mut token)) = (welcome.value["token"].as_str(), token.lock()) {
+            token.get_or_insert_with(|| t.to_owned());
+        }
+    });
+    let deliveries: Deliveries = Arc::default();
+    let sink = Arc::clone(&deliveries);
+    let chat = client.on("chat.message", move |message| {
+        let v = &message.value;
+        if let Ok(mut sink) = sink.lock() {
+            sink.push((
+                v["epoch"].as_u64().unwrap_or(0),
+                v["seq"].as_u64().unwrap_or(0),
+                v["id"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    });
+    (client, deliveries, [welcome, chat])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_moves_its_client_to_b_and_nothing_is_lost_or_doubled() {
+    let Some((_redis, mut a, b, db)) = cluster().await else {
+        return;
+    };
+    let mut watcher = member(&b, "watcher", "lobby").await;
+    let (client, deliveries, _guards) = failover_client([&a.ws_url(), &b.ws_url()]);
+    client
+        .add_standing(
+            "room:lobby",
+            json!({"socketType": "join", "room": "lobby"}),
+            Some("lobby".into()),
+        )
+        .await
+        .unwrap();
+    let mut events = client.message_events();
+    let mut status = client.status();
+    tokio::time::timeout(CLUSTER_WAIT, status.wait_for(|s| s.is_open()))
+        .await
+        .expect("opens in time")
+        .expect("driver alive");
+    assert_eq!(*client.endpoint().borrow(), a.ws_url());
+    let send = |text: String| {
+        let client = client.clone();
+        async move {
+            client
+                .send(json!({"socketType": "chat.send", "room": "lobby", "text": text}))
+                .await
+                .expect("accepted by the core")
+        }
+    };
+    let mut ids: Vec<MessageId> = Vec::new();
+    for i in 0..10 {
+        ids.push(send(format!("on A {i}")).await);
+    }
+    // Some of these are in flight (maybe stored by A, not acked) at the kill.
+    for i in 0..5 {
+        ids.push(send(format!("racing the kill {i}")).await);
+    }
+    a.kill9();
+    for i in 0..15 {
+        ids.push(send(format!("after the kill {i}")).await);
+    }
+    let mut finals: HashMap<MessageId, Vec<DeliveryState>> = HashMap::new();
+    tokio::time::timeout(CLUSTER_WAIT, async {
+        while !ids.iter().all(|id| finals.contains_key(id)) {
+            let (id, state) = events.recv().await.expect("the driver runs");
+            if state.is_final() {
+                finals.entry(id).or_default().push(state);
+            }
+        }
+    })
+    .await
+    .expect("every message settles in time");
+    assert_eq!(*client.endpoint().borrow(), b.ws_url(), "moved to B");
+    for (id, states) in &finals {
+        assert_eq!(states, &[DeliveryState::Acked], "{id}");
+    }
+    let total = ids.len();
+
+    // Stored once each, gap-free, in the one shared history.
+    let pg = pg_client(&db).await;
+    let rows = pg
+        .query(
+            "SELECT seq, client_id FROM messages WHERE room = 'lobby' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let seqs_stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(seqs_stored, (1..=total as i64).collect::<Vec<_>>());
+    let stored_ids: HashSet<String> = rows.iter().map(|r| r.get(1)).collect();
+    let sent_ids: HashSet<String> = ids.iter().map(|id| id.to_string()).collect();
+    assert_eq!(stored_ids, sent_ids, "each message stored once");
+
+    // The client saw every message once and in order across the move; so
+    // did a client that was on B all along.
+    let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
+    while deliveries.lock().unwrap().len() < total && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = deliveries.lock().unwrap().clone();
+    let got_seqs: Vec<u64> = got.iter().map(|(_, seq, _)| *seq).collect();
+    assert_eq!(got_seqs, (1..=total as u64).collect::<Vec<_>>(), "{got:?}");
+    assert!(
+        got.iter().all(|(epoch, _, _)| *epoch == got[0].0),
+        "one stream"
+    );
+    let watched = watcher.messages(total).await;
+    assert_eq!(seqs(&watched), (1..=total as u64).collect::<Vec<_>>());
+    watcher
+        .expect_no_more_messages(Duration::from_millis(300))
+        .await;
 }
