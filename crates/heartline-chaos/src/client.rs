@@ -50,10 +50,15 @@ pub struct ChaosClient {
 }
 
 impl ChaosClient {
-    /// Connects through `url`, greets as `name` (keeping the token the
+    /// Connects through `urls` (failing over between them), greets as `name` (keeping the token the
     /// server gives, so re-sent messages are recognised) and joins `room`
     /// as a standing subscription that resumes the room's stream.
-    pub async fn start(url: &str, name: String, room: &str, seed: u64) -> Result<Self, String> {
+    pub async fn start(
+        urls: Vec<String>,
+        name: String,
+        room: &str,
+        seed: u64,
+    ) -> Result<Self, String> {
         let token: Arc<Mutex<Option<String>>> = Arc::default();
         let greeting_token = token.clone();
         let greeting_name = name.clone();
@@ -69,7 +74,7 @@ impl ChaosClient {
             })),
             seed: Some(seed),
         };
-        let client = Client::spawn(url, options).map_err(|e| format!("client {name}: {e}"))?;
+        let client = Client::spawn(urls, options).map_err(|e| format!("client {name}: {e}"))?;
         let record: Arc<Mutex<Record>> = Arc::default();
 
         // Keep the identity across reconnects.
@@ -204,6 +209,28 @@ impl ChaosClient {
             }
         }
         Some(open_at.max(joined_at).max(drained_at))
+    }
+
+    /// True once the client is open and every message handed to it before
+    /// `since` is acked: recovery for a client whose own link survived the
+    /// fault (it was on another server of a cluster).
+    pub fn drained_after(&self, since: Instant) -> Option<Instant> {
+        let record = self.record();
+        if !record.open_edges.last().is_some_and(|(_, open)| *open) {
+            return None;
+        }
+        let mut drained_at = since;
+        for (id, (_, sent_at)) in &record.sent {
+            if *sent_at < since {
+                drained_at = drained_at.max(*record.acked.get(id)?);
+            }
+        }
+        Some(drained_at)
+    }
+
+    /// The server URL the client uses now.
+    pub fn endpoint(&self) -> String {
+        self.client.endpoint().borrow().clone()
     }
 
     /// When the client first stopped being open at or after `since`.

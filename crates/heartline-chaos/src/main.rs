@@ -9,6 +9,12 @@
 //! whole history and from what every client received, that no message was
 //! lost, duplicated or reordered, and that every message ended acked.
 //!
+//! With `--servers 2 --db postgres://… --bus redis://…` it runs a cluster:
+//! two servers sharing the database and the bus, each behind its own fault
+//! proxy, the clients given both addresses (spread so that each server has
+//! some first), and the kills alternating between the servers; cuts and
+//! stalls hit every link at once.
+//!
 //! Loopback only, bounded in count and time. Prints one summary line:
 //!
 //! ```text
@@ -74,6 +80,16 @@ struct Args {
     /// Room name.
     #[arg(long, default_value = "chaos")]
     room: String,
+    /// Server processes; more than one needs a shared PostgreSQL `--db`
+    /// and a `--bus`.
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
+    /// The servers' database; default: a SQLite file in a temp dir.
+    #[arg(long)]
+    db: Option<String>,
+    /// The servers' bus (`redis://…`), for a cluster.
+    #[arg(long)]
+    bus: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,26 +169,54 @@ async fn run(args: &Args) -> Result<bool, String> {
     let started = Instant::now();
     let deadline = Duration::from_secs(args.deadline_secs);
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let addr = free_loopback_port()?;
+    if args.servers == 0 {
+        return Err("--servers must be at least 1".into());
+    }
+    if args.servers > 1 && (args.bus.is_none() || args.db.is_none()) {
+        return Err("--servers > 1 needs a shared --db postgres://… and a --bus redis://…".into());
+    }
     // Every message of the run must come back from one `join`.
     let history_max = args.clients * args.messages + 100;
-    let mut server = ServerProcess::new(args.server_bin.clone(), addr, dir.path(), history_max);
-    server.start().await?;
-    let proxy = Proxy::start(heartline_faultproxy::Config::new(server.addr()))
-        .await
-        .map_err(|e| format!("fault proxy: {e}"))?;
-    let url = format!("ws://{}/ws", proxy.listen_addr());
-    eprintln!(
-        "chaos: server {} (log {}), proxy {url}",
-        server.addr(),
-        server.log_path().display()
-    );
+    let mut servers = Vec::with_capacity(args.servers);
+    let mut proxies = Vec::with_capacity(args.servers);
+    let mut urls = Vec::with_capacity(args.servers);
+    for i in 0..args.servers {
+        let mut server = ServerProcess::new(
+            args.server_bin.clone(),
+            free_loopback_port()?,
+            dir.path(),
+            &format!("server-{i}"),
+            (args.db.clone(), args.bus.clone()),
+            history_max,
+        );
+        server.start().await?;
+        let proxy = Proxy::start(heartline_faultproxy::Config::new(server.addr()))
+            .await
+            .map_err(|e| format!("fault proxy: {e}"))?;
+        let url = format!("ws://{}/ws", proxy.listen_addr());
+        eprintln!(
+            "chaos: server {i} on {} (log {}), proxy {url}",
+            server.addr(),
+            server.log_path().display()
+        );
+        servers.push(server);
+        proxies.push(proxy);
+        urls.push(url);
+    }
+    let set_mode = |mode: Mode| {
+        for proxy in &proxies {
+            proxy.set_mode(mode);
+        }
+    };
 
     let t0 = Instant::now();
     let mut clients = Vec::with_capacity(args.clients);
     for n in 0..args.clients {
         let name = format!("chaos-{n}");
-        clients.push(ChaosClient::start(&url, name, &args.room, 0x5eed + n as u64).await?);
+        // Each client starts on another server.
+        let mut mine = urls.clone();
+        mine.rotate_left(n % urls.len());
+        clients.push(ChaosClient::start(mine, name, &args.room, 0x5eed + n as u64).await?);
     }
     wait_until("every client to open and join", deadline, || {
         clients.iter().all(|c| c.recovered_after(t0).is_some())
@@ -203,22 +247,34 @@ async fn run(args: &Args) -> Result<bool, String> {
     for (i, fault) in faults.iter().enumerate() {
         let due = sending_started + gap.mul_f64((i + 1) as f64);
         tokio::time::sleep_until(due).await;
+        // Clients whose server a kill takes down; with one server, all.
+        let mut hit = vec![true; clients.len()];
+        let mut killed_at = Instant::now();
         let back = match fault {
             Fault::Kill => {
-                server.kill().await?;
+                let kills_so_far = faults[..i].iter().filter(|f| **f == Fault::Kill).count();
+                let target = kills_so_far % servers.len();
+                if servers.len() > 1 {
+                    hit = clients
+                        .iter()
+                        .map(|c| c.endpoint() == urls[target])
+                        .collect();
+                }
+                killed_at = Instant::now();
+                servers[target].kill().await?;
                 // The outage itself: a dead server for a while, on purpose.
                 tokio::time::sleep(Duration::from_millis(args.down_ms)).await;
-                server.start().await?
+                servers[target].start().await?
             }
             Fault::Cut => {
-                proxy.set_mode(Mode::Cut);
+                set_mode(Mode::Cut);
                 tokio::time::sleep(Duration::from_millis(args.cut_ms)).await;
-                proxy.set_mode(Mode::Pass);
+                set_mode(Mode::Pass);
                 Instant::now()
             }
             Fault::Stall => {
                 let stalled_at = Instant::now();
-                proxy.set_mode(Mode::Stall);
+                set_mode(Mode::Stall);
                 wait_until("every client to notice the stall", deadline, || {
                     clients
                         .iter()
@@ -230,18 +286,34 @@ async fn run(args: &Args) -> Result<bool, String> {
                         stall_noticed.push(at - stalled_at);
                     }
                 }
-                proxy.set_mode(Mode::Pass);
+                set_mode(Mode::Pass);
                 Instant::now()
             }
+        };
+        // A client the kill hit may have failed over before the server
+        // came back: its recovery counts from the kill. One it missed only
+        // has to get its messages acked.
+        let recovered = |n: usize, c: &ChaosClient| match (fault, hit[n]) {
+            (Fault::Kill, true) if servers.len() > 1 => c.recovered_after(killed_at),
+            (_, true) => c.recovered_after(back),
+            (_, false) => c.drained_after(back),
         };
         wait_until(
             &format!("recovery from fault {} ({fault:?})", i + 1),
             deadline,
-            || clients.iter().all(|c| c.recovered_after(back).is_some()),
+            || {
+                clients
+                    .iter()
+                    .enumerate()
+                    .all(|(n, c)| recovered(n, c).is_some())
+            },
         )
         .await?;
-        for c in &clients {
-            let Some(done) = c.recovered_after(back) else {
+        for (n, c) in clients.iter().enumerate() {
+            if !hit[n] {
+                continue;
+            }
+            let Some(done) = recovered(n, c) else {
                 continue;
             };
             match fault {
@@ -289,7 +361,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let stored = checks::read_history(&url, &args.room, deadline).await?;
+    let stored = checks::read_history(&urls[0], &args.room, deadline).await?;
     wait_until("every client to receive the whole room", deadline, || {
         clients
             .iter()
@@ -310,10 +382,22 @@ async fn run(args: &Args) -> Result<bool, String> {
     for c in &clients {
         c.stop();
     }
-    proxy.shutdown().await;
-    server.kill().await?;
+    for proxy in proxies {
+        proxy.shutdown().await;
+    }
+    for server in &mut servers {
+        server.kill().await?;
+    }
 
     let elapsed = started.elapsed().as_secs();
+    if args.servers > 1 {
+        println!(
+            "chaos: cluster of {} servers on {} with bus {}",
+            args.servers,
+            args.db.as_deref().unwrap_or("?"),
+            args.bus.as_deref().unwrap_or("?")
+        );
+    }
     println!(
         "chaos: clients={} sent={} acked={} stored={} delivered={}/{} lost={} duplicated={} reordered={} kills={} cuts={} stalls={} in {elapsed} s",
         args.clients,

@@ -1,6 +1,6 @@
 //! The demo server as a child process: started on a fixed loopback address
-//! and a file database, killed with SIGKILL, started again on the same
-//! address and database.
+//! and a database (a file, or a PostgreSQL URL shared by a cluster, with its
+//! bus), killed with SIGKILL, started again on the same address and database.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,9 @@ const POLL: Duration = Duration::from_millis(10);
 pub struct ServerProcess {
     binary: PathBuf,
     addr: SocketAddr,
-    db: PathBuf,
+    db: String,
+    bus: Option<String>,
+    no_dist: PathBuf,
     ready_file: PathBuf,
     log: PathBuf,
     history_max: usize,
@@ -28,13 +30,25 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn new(binary: PathBuf, addr: SocketAddr, dir: &Path, history_max: usize) -> Self {
+    /// Server `name` on `addr`, keeping its files in `dir`, on database
+    /// `db` (`None`: a SQLite file of its own in `dir`) and `bus`.
+    pub fn new(
+        binary: PathBuf,
+        addr: SocketAddr,
+        dir: &Path,
+        name: &str,
+        (db, bus): (Option<String>, Option<String>),
+        history_max: usize,
+    ) -> Self {
+        let db = db.unwrap_or_else(|| dir.join(format!("{name}.db")).display().to_string());
         ServerProcess {
             binary,
             addr,
-            db: dir.join("chaos.db"),
-            ready_file: dir.join("server.ready"),
-            log: dir.join("server.log"),
+            db,
+            bus,
+            no_dist: dir.join("no-dist"),
+            ready_file: dir.join(format!("{name}.ready")),
+            log: dir.join(format!("{name}.log")),
             history_max,
             child: None,
         }
@@ -57,7 +71,11 @@ impl ServerProcess {
             .open(&self.log)
             .map_err(|e| format!("server log {}: {e}", self.log.display()))?;
         let log_err = log.try_clone().map_err(|e| format!("server log: {e}"))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(bus) = &self.bus {
+            command.arg("--bus").arg(bus);
+        }
+        let child = command
             .arg("--addr")
             .arg(self.addr.to_string())
             .arg("--db")
@@ -65,7 +83,7 @@ impl ServerProcess {
             .arg("--ready-file")
             .arg(&self.ready_file)
             .arg("--dist")
-            .arg(self.db.with_file_name("no-dist"))
+            .arg(&self.no_dist)
             .arg("--history-max")
             .arg(self.history_max.to_string())
             .env("RUST_LOG", "warn")

@@ -499,7 +499,9 @@ impl Hub {
         };
         let history_to = match stream {
             Some((epoch, last_seq)) => {
-                if epoch == r.epoch && last_seq < r.delivered && !r.members.is_empty() {
+                // Also in an empty room: what it delivered (to nobody) will
+                // not come again, so a history short of it would miss it.
+                if epoch == r.epoch && last_seq < r.delivered {
                     return JoinOutcome::Stale;
                 }
                 r.observe(epoch, last_seq);
@@ -1081,6 +1083,26 @@ mod tests {
             "3 and 4 came with its history"
         );
         assert_eq!(hub.lagging("r"), None);
+        // The same holds in a room nobody is in yet.
+        hub.add_existing_room("empty");
+        hub.set_stream("empty", 7, 0);
+        hub.publish(&ChatMessage {
+            stream: "empty".into(),
+            ..msg(1)
+        });
+        hub.publish(&ChatMessage {
+            stream: "empty".into(),
+            ..msg(2)
+        });
+        let (c, _rx_c) = peer(3, 64);
+        assert_eq!(
+            hub.join("empty", &c, (3, "cy"), Some((7, 1)), vec![]),
+            JoinOutcome::Stale
+        );
+        assert_eq!(
+            hub.join("empty", &c, (3, "cy"), Some((7, 2)), vec![]),
+            JoinOutcome::Joined
+        );
     }
 
     #[test]
