@@ -166,9 +166,13 @@ ensure_web_toolchain() {
 
 SERVER_PID=""
 SERVER_ADDR=""
+SERVER_PIDS=()
 
 # start_server LOGFILE [extra server flags...]: builds and starts the demo
-# server on a free loopback port; sets SERVER_ADDR (host:port) and SERVER_PID.
+# server on a free loopback port; sets SERVER_ADDR (host:port) and SERVER_PID
+# to those of this server, and appends its pid to SERVER_PIDS. Call it again
+# for more servers (each call overwrites SERVER_ADDR and SERVER_PID: keep
+# them if you need them); stop_servers stops them all.
 start_server() {
   local logfile="$1"; shift
   local ready
@@ -176,10 +180,22 @@ start_server() {
   cargo build -q -p heartline-server
   "${CARGO_TARGET_DIR:-$ROOT/target}/debug/heartline-server" --ready-file "$ready" "$@" >"$logfile" 2>&1 &
   SERVER_PID=$!
+  SERVER_PIDS+=("$SERVER_PID")
   wait_for_file "$ready" 60 "the demo server (log: $logfile)" "$SERVER_PID"
   SERVER_ADDR="$(cat "$ready")"
   rm -f "$ready"
   log "demo server on $SERVER_ADDR (pid $SERVER_PID)"
+}
+
+# stop_servers: stops every server start_server started (stop_pid each; a
+# server already gone, e.g. killed by hand, is fine).
+stop_servers() {
+  local pid
+  for pid in ${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}; do
+    stop_pid "$pid"
+  done
+  SERVER_PIDS=()
+  SERVER_PID=""
 }
 
 PROXY_PID=""
