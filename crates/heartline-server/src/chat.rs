@@ -235,8 +235,19 @@ impl Room {
                 self.delivered = self.delivered.max(last_seq);
             }
         }
+        // Skipping ahead may have reached what waits behind the gap.
+        self.drain_pending();
+    }
+
+    /// Delivers the buffered messages that are next in order, and drops
+    /// those delivered already.
+    fn drain_pending(&mut self) {
         let delivered = self.delivered;
         self.pending.retain(|seq, _| *seq > delivered);
+        while let Some(next) = self.pending.remove(&(self.delivered + 1)) {
+            let text = frame(&ServerMessage::ChatMessage(next.clone()));
+            self.deliver(&next, &text);
+        }
     }
 
     /// Distinct users here plus those other processes report (a user
@@ -541,6 +552,11 @@ impl Hub {
         r.delivered = r.delivered.max(r.last_seq);
     }
 
+    /// Whether `room` has stored messages its members have not had yet.
+    pub fn lags(&self, room: &str) -> bool {
+        self.rooms().get(room).is_some_and(Room::lags)
+    }
+
     /// Whether `room` has stored messages its members have not had yet,
     /// with no fill running: then marks a fill running and returns where
     /// it starts (after a join whose history ran ahead, the messages in
@@ -817,12 +833,7 @@ impl Hub {
         }
         let delivered = r.deliver(msg, text);
         // Whatever waited behind this one, in order.
-        while let Some(next) = r.pending.remove(&(r.delivered + 1)) {
-            let text = frame(&ServerMessage::ChatMessage(next.clone()));
-            r.deliver(&next, &text);
-        }
-        let done = r.delivered;
-        r.pending.retain(|seq, _| *seq > done);
+        r.drain_pending();
         Offer::Delivered(delivered)
     }
 

@@ -20,6 +20,11 @@ pub const FILL_BATCH: usize = 500;
 /// messages in between to arrive by themselves before it fills them.
 pub const JOIN_GRACE: Duration = Duration::from_millis(200);
 
+/// A gap first waits this long: with several writers, the message missing
+/// is usually only a little behind (committed, its publish not yet run),
+/// and comes by itself without a database read.
+pub const FILL_GRACE: Duration = Duration::from_millis(20);
+
 /// Rounds of a fill that may fail (store unreachable) before it gives up;
 /// the next gap or re-sync starts a new one.
 const MAX_FILL_FAILURES: u32 = 5;
@@ -112,6 +117,11 @@ impl StreamSync {
 /// Publishes the stored messages of `room` after `after` until the hub no
 /// longer lags, then ends the fill.
 async fn fill(hub: &Hub, store: &Store, room: String, mut after: u64) {
+    tokio::time::sleep(FILL_GRACE).await;
+    if !hub.lags(&room) {
+        hub.fill_done(&room);
+        return;
+    }
     let mut failures = 0;
     loop {
         match store.messages_after(&room, after, FILL_BATCH).await {

@@ -50,13 +50,16 @@ struct Member {
 async fn member(server: &ServerProcess, name: &str, room: &str) -> Member {
     let mut ws = connect_to(&server.ws_url()).await;
     hello(&mut ws, name, None).await;
-    // Messages sent before the join come as its history.
-    let (history, _) = join(&mut ws, room, None).await;
-    Member {
+    send(&mut ws, json!({"socketType": "join", "room": room})).await;
+    let mut member = Member {
         ws,
         room: room.to_string(),
-        seen: history,
-    }
+        seen: Vec::new(),
+    };
+    // The history, then `joined`; every chat message read on the way (and
+    // later: live ones may come before the room's first `presence`) is kept.
+    member.next_of("joined", CLUSTER_WAIT).await;
+    member
 }
 
 impl Member {

@@ -140,5 +140,20 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // The test failed: what the server saw is the first clue.
+            let log = self.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("tokio_postgres"))
+                .collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!(
+                "--- server {} log (last {} lines) ---\n{}",
+                self.addr,
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
