@@ -59,6 +59,16 @@ cluster_own_ticks() {
   printf '%s\n' "${t:-0}"
 }
 
+# cluster_busy: how many other heavy jobs run (cargo, rustc, Chromium by
+# process name; scripts/test by command line).
+cluster_busy() {
+  local names scripts
+  # shellcheck disable=SC2009 # pgrep -x refuses a pattern over 15 characters
+  names="$(ps -eo comm= | grep -cxE 'cargo|rustc|chromium|chrome|chromedriver' || true)"
+  scripts="$(pgrep -fc 'scripts/[t]est' || true)"
+  printf '%s\n' $((names + scripts))
+}
+
 cluster_secs() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'; }
 
 cluster_psql() { "$PG_BIN/psql" "$HEARTLINE_TEST_PG_URL" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
@@ -405,7 +415,7 @@ cluster_text() {
     cluster_per "${key}_send_cpu_s" total_send_cpu_s 100 "$@" | awk '{printf "%.0f", $1}'
   }
   local busy
-  busy="$(pgrep -f '[c]argo|[r]ustc|scripts/[t]est|[c]hromium' | wc -l)"
+  busy="$(cluster_busy)"
   report_text <<MD
 **Where the time goes** ($heavy clients; shares of all the CPU the
 processes used while sending, from every client joined to the end of the
