@@ -428,7 +428,7 @@ cluster_reading() {
     printf "That is also why the ack latency is above the broadcast latency: the generator records an ack after it has read the fan-out queued in front of it. "
     printf "What PostgreSQL costs is CPU: against SQLite, the server spends %+.1f s more (the driver, the pool, the network round trips to the database) and PostgreSQL itself %.1f s, per run of %d messages; ", spg - ssq, ppg, secs * 100
     printf "two processes with the bus add %+.1f s of server CPU and %+.1f s of PostgreSQL over one process on PostgreSQL (each process subscribes, checks seq, and fills gaps from the database when it must), Redis next to nothing. ", scl - spg, pcl - ppg
-    printf "On a saturated machine that extra CPU is what the latency grows by. The bus hop itself does not show: the receivers on the other process get a message no later than those on the sender'"'"'s, because both wait for the same busy cores; it is under a millisecond at light load (measured at 100 and 200 clients while writing this section: p50 4.9 against 5.3 ms and 6.1 against 6.7 ms).\n"
+    printf "On a saturated machine that extra CPU is what the latency grows by. The bus hop itself does not show: the receivers on the other process get a message within a millisecond of those on the sender'"'"'s, because both wait for the same busy cores; it is under a millisecond at light load (measured at 100 and 200 clients while writing this section: p50 4.9 against 5.3 ms and 6.1 against 6.7 ms).\n"
   }'
 }
 
