@@ -228,6 +228,38 @@ impl ChaosClient {
         Some(drained_at)
     }
 
+    /// What the client looks like now, for a failure report: the server in
+    /// use, its last open/closed edges and joins relative to `since`, and
+    /// how many messages sent before `since` are unacked.
+    pub fn describe(&self, since: Instant) -> String {
+        let endpoint = self.endpoint();
+        let record = self.record();
+        let rel = |at: &Instant| {
+            if *at >= since {
+                format!("+{} ms", (*at - since).as_millis())
+            } else {
+                format!("-{} ms", (since - *at).as_millis())
+            }
+        };
+        let edges: Vec<String> = record
+            .open_edges
+            .iter()
+            .rev()
+            .take(4)
+            .map(|(at, open)| format!("{} {}", if *open { "open" } else { "lost" }, rel(at)))
+            .collect();
+        let joins: Vec<String> = record.joined.iter().rev().take(3).map(rel).collect();
+        let unacked = record
+            .sent
+            .iter()
+            .filter(|(id, (_, at))| *at < since && !record.acked.contains_key(*id))
+            .count();
+        format!(
+            "{} on {endpoint}: edges (newest first) {edges:?}, joins {joins:?}, unacked from before: {unacked}",
+            self.name
+        )
+    }
+
     /// The server URL the client uses now.
     pub fn endpoint(&self) -> String {
         self.client.endpoint().borrow().clone()

@@ -133,7 +133,19 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    match run(&args).await {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("chaos: error: temp dir: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = run(&args, dir.path()).await;
+    if !matches!(outcome, Ok(true)) {
+        // The servers' logs are the first clue: keep them.
+        eprintln!("chaos: server logs kept in {}", dir.keep().display());
+    }
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -165,10 +177,9 @@ async fn wait_until(
     Ok(())
 }
 
-async fn run(args: &Args) -> Result<bool, String> {
+async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
     let started = Instant::now();
     let deadline = Duration::from_secs(args.deadline_secs);
-    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     if args.servers == 0 {
         return Err("--servers must be at least 1".into());
     }
@@ -184,7 +195,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         let mut server = ServerProcess::new(
             args.server_bin.clone(),
             free_loopback_port()?,
-            dir.path(),
+            dir,
             &format!("server-{i}"),
             (args.db.clone(), args.bus.clone()),
             history_max,
@@ -298,7 +309,7 @@ async fn run(args: &Args) -> Result<bool, String> {
             (_, true) => c.recovered_after(back),
             (_, false) => c.drained_after(back),
         };
-        wait_until(
+        if let Err(e) = wait_until(
             &format!("recovery from fault {} ({fault:?})", i + 1),
             deadline,
             || {
@@ -308,7 +319,15 @@ async fn run(args: &Args) -> Result<bool, String> {
                     .all(|(n, c)| recovered(n, c).is_some())
             },
         )
-        .await?;
+        .await
+        {
+            for (n, c) in clients.iter().enumerate() {
+                if recovered(n, c).is_none() {
+                    eprintln!("chaos: not recovered: {}", c.describe(back));
+                }
+            }
+            return Err(e);
+        }
         for (n, c) in clients.iter().enumerate() {
             if !hit[n] {
                 continue;
