@@ -79,9 +79,10 @@ pub(crate) async fn accept_loop(listener: TcpListener, upstream: SocketAddr, sha
                         continue;
                     }
                     let guard = OpenGuard::new(Arc::clone(&shared));
+                    let counters = Arc::clone(&shared);
                     tasks.spawn(async move {
                         let _guard = guard;
-                        handle(client, peer, upstream, rx, start).await;
+                        handle(client, peer, upstream, rx, start, &counters).await;
                     });
                 }
                 Err(error) => {
@@ -96,6 +97,48 @@ pub(crate) async fn accept_loop(listener: TcpListener, upstream: SocketAddr, sha
             }
         }
     }
+}
+
+/// The answer to a refused upgrade, as a proxy that passes only plain HTTP
+/// gives it.
+const REFUSED_UPGRADE: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 31\r\nConnection: close\r\n\r\nWebSocket upgrades are refused\n";
+
+/// Longest request head read ahead.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Longest wait for a request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads until the end of the first request head (`\r\n\r\n`), at most
+/// [`MAX_HEAD`] bytes within [`HEAD_TIMEOUT`]; returns every byte read
+/// (maybe some of a body too), or `None` if the client went away or took
+/// too long. A head that is too long is returned as it is (forwarded
+/// unchecked: the upstream server refuses it).
+async fn read_head(client: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 2048];
+        while head.len() < MAX_HEAD && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match client.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    };
+    match tokio::time::timeout(HEAD_TIMEOUT, read).await {
+        Ok(true) => Some(head),
+        _ => None,
+    }
+}
+
+/// Whether a request head asks for a WebSocket upgrade.
+fn is_websocket_upgrade(head: &[u8]) -> bool {
+    String::from_utf8_lossy(head).lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.strip_prefix("upgrade:")
+            .is_some_and(|value| value.contains("websocket"))
+    })
 }
 
 /// Closes a socket with a TCP RST instead of a FIN.
@@ -141,6 +184,7 @@ async fn handle(
     upstream_addr: SocketAddr,
     rx: watch::Receiver<LinkState>,
     start: LinkState,
+    shared: &Shared,
 ) {
     if let Err(error) = client.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY on the client side");
@@ -154,6 +198,24 @@ async fn handle(
         tracing::debug!(%peer, ?reason, "closing a connection that was stalled");
         abort_close(client);
         return;
+    }
+
+    // The first request head, read ahead when upgrades are refused (then
+    // forwarded first if it is plain HTTP).
+    let mut head = Vec::new();
+    if start.refuse_upgrades {
+        let Some(read) = read_head(&mut client).await else {
+            abort_close(client);
+            return;
+        };
+        if is_websocket_upgrade(&read) {
+            shared.refused_upgrades.fetch_add(1, Ordering::SeqCst);
+            tracing::debug!(%peer, "refused a WebSocket upgrade");
+            let _ = client.write_all(REFUSED_UPGRADE).await;
+            let _ = client.shutdown().await;
+            return;
+        }
+        head = read;
     }
 
     let mut upstream = tokio::select! {
@@ -173,6 +235,14 @@ async fn handle(
     };
     if let Err(error) = upstream.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY on the upstream side");
+    }
+    if !head.is_empty()
+        && let Err(error) = upstream.write_all(&head).await
+    {
+        tracing::debug!(%peer, %error, "cannot forward the request head");
+        abort_close(client);
+        abort_close(upstream);
+        return;
     }
     tracing::debug!(%peer, "forwarding a new connection");
 

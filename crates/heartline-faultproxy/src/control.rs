@@ -38,6 +38,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/stall", get(stall).post(stall))
         .route("/restore", get(restore).post(restore))
         .route("/delay", get(delay).post(delay))
+        .route(
+            "/refuse-upgrades",
+            get(refuse_upgrades).post(refuse_upgrades),
+        )
+        .route("/allow-upgrades", get(allow_upgrades).post(allow_upgrades))
         .fallback(not_found)
         .layer(middleware::from_fn(cors))
         .with_state(shared)
@@ -92,6 +97,16 @@ async fn cut(State(shared): State<Arc<Shared>>) -> Json<Status> {
 
 async fn stall(State(shared): State<Arc<Shared>>) -> Json<Status> {
     switch(&shared, Mode::Stall)
+}
+
+async fn refuse_upgrades(State(shared): State<Arc<Shared>>) -> Json<Status> {
+    shared.set_refuse_upgrades(true);
+    Json(shared.status())
+}
+
+async fn allow_upgrades(State(shared): State<Arc<Shared>>) -> Json<Status> {
+    shared.set_refuse_upgrades(false);
+    Json(shared.status())
 }
 
 async fn restore(State(shared): State<Arc<Shared>>) -> Json<Status> {

@@ -38,10 +38,19 @@
 //! | `POST /stall`          | [`Mode::Stall`]                         |
 //! | `POST /restore`        | [`Mode::Pass`]                          |
 //! | `POST /delay?ms=N`     | [`Mode::Delay`] of `N` ms (`0..=3600000`) |
+//! | `POST /refuse-upgrades` | answer WebSocket upgrades with a 403, pass plain HTTP (any mode) |
+//! | `POST /allow-upgrades` | forward upgrades again (the default)    |
 //! | `GET /status`          | the [`Status`], unchanged               |
 //!
 //! The status is JSON, for example
-//! `{"mode":"delay","delay_ms":200,"open_connections":1,"total_connections":3,"refused_connections":0}`.
+//! `{"mode":"delay","delay_ms":200,"open_connections":1,"total_connections":3,"refused_connections":0,"refuse_upgrades":false,"refused_upgrades":0}`.
+//!
+//! **Refusing upgrades** is orthogonal to the mode: like a corporate proxy
+//! that passes plain HTTP but not WebSocket, the proxy reads the first
+//! request head of each new connection and, if it carries
+//! `Upgrade: websocket`, answers `403 Forbidden` and closes; any other
+//! request is forwarded as usual. Connections already upgraded are left
+//! alone.
 //!
 //! # Safety net
 //!
@@ -125,6 +134,12 @@ pub struct Status {
     pub total_connections: u64,
     /// Client connections refused (closed at once) because the link was cut.
     pub refused_connections: u64,
+    /// Whether WebSocket upgrades are refused (see [`Proxy::refuse_upgrades`]).
+    #[serde(default)]
+    pub refuse_upgrades: bool,
+    /// Upgrade requests answered with a 403 since start.
+    #[serde(default)]
+    pub refused_upgrades: u64,
 }
 
 /// Where the proxy listens and where it forwards to. Every address must be a
@@ -205,6 +220,9 @@ struct LinkState {
     cut_gen: u64,
     /// Bumped on every change to [`Mode::Stall`].
     stall_gen: u64,
+    /// Answer requests carrying `Upgrade: websocket` with a 403, as proxies
+    /// that pass plain HTTP only do.
+    refuse_upgrades: bool,
 }
 
 /// State shared by the accept loop, the connections and the control API.
@@ -214,6 +232,7 @@ struct Shared {
     open: AtomicU64,
     total: AtomicU64,
     refused: AtomicU64,
+    refused_upgrades: AtomicU64,
 }
 
 impl Shared {
@@ -223,7 +242,13 @@ impl Shared {
             open: AtomicU64::new(0),
             total: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            refused_upgrades: AtomicU64::new(0),
         }
+    }
+
+    fn set_refuse_upgrades(&self, refuse: bool) {
+        self.state.send_modify(|s| s.refuse_upgrades = refuse);
+        tracing::info!(refuse, "WebSocket upgrades refused: {refuse}");
     }
 
     fn mode(&self) -> Mode {
@@ -254,6 +279,8 @@ impl Shared {
             open_connections: self.open.load(Ordering::SeqCst),
             total_connections: self.total.load(Ordering::SeqCst),
             refused_connections: self.refused.load(Ordering::SeqCst),
+            refuse_upgrades: self.state.borrow().refuse_upgrades,
+            refused_upgrades: self.refused_upgrades.load(Ordering::SeqCst),
         }
     }
 }
@@ -338,6 +365,19 @@ impl Proxy {
     /// A delay above [`MAX_DELAY`] is clamped to it.
     pub fn set_mode(&self, mode: Mode) {
         self.shared.set_mode(mode);
+    }
+
+    /// Refuses (`true`) or allows again (`false`) WebSocket upgrades on
+    /// new connections; plain HTTP passes either way.
+    ///
+    /// ```no_run
+    /// # async fn demo(proxy: heartline_faultproxy::Proxy) {
+    /// proxy.refuse_upgrades(true);
+    /// assert!(proxy.status().refuse_upgrades);
+    /// # }
+    /// ```
+    pub fn refuse_upgrades(&self, refuse: bool) {
+        self.shared.set_refuse_upgrades(refuse);
     }
 
     /// The current mode.

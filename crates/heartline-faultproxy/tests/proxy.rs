@@ -369,3 +369,55 @@ async fn control_api_over_http() {
     assert_eq!(json["total_connections"], 2);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn refusing_upgrades_answers_403_and_passes_plain_http() {
+    let (_echo, proxy) = setup().await;
+    proxy.refuse_upgrades(true);
+    // A WebSocket handshake (headers in any case) gets a 403 and a close.
+    let mut ws = connect(&proxy).await;
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nconnection: Upgrade\r\nUPGRADE: WebSocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    timeout(DEADLINE, ws.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("WebSocket upgrades are refused\n"),
+        "{answer}"
+    );
+    // Plain HTTP reaches the upstream (the echo sends the head back), and
+    // the connection then forwards as usual.
+    let mut plain = connect(&proxy).await;
+    let head = b"POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    roundtrip(&mut plain, head).await;
+    roundtrip(&mut plain, b"more bytes").await;
+    let status = proxy.status();
+    assert!(status.refuse_upgrades);
+    assert_eq!(status.refused_upgrades, 1);
+    // Allowed again: the handshake goes through to the upstream.
+    proxy.refuse_upgrades(false);
+    let mut again = connect(&proxy).await;
+    roundtrip(
+        &mut again,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await;
+    // And over the control API.
+    let on = http(proxy.control_addr(), "POST", "/refuse-upgrades", &[]).await;
+    assert_eq!(on.status, 200);
+    assert!(on.body.contains(r#""refuse_upgrades":true"#), "{}", on.body);
+    let off = http(proxy.control_addr(), "POST", "/allow-upgrades", &[]).await;
+    assert!(
+        off.body.contains(r#""refuse_upgrades":false"#),
+        "{}",
+        off.body
+    );
+}
