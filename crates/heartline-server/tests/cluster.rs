@@ -9,14 +9,12 @@ mod common;
 use std::time::Duration;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
 use common::cluster::{ServerProcess, fresh_database, pg_admin_url, pg_client};
+use common::native::failover_client;
 use common::*;
 use futures_util::StreamExt;
-use heartline::core::{BackoffConfig, Config, DeliveryState, Jitter, MessageId};
-use heartline::native::{Client, ClientOptions, SubscriptionGuard};
-use heartline_protocol::ClientMessage;
+use heartline::core::{DeliveryState, MessageId};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -275,55 +273,6 @@ async fn the_presence_of_a_killed_process_expires() {
             break;
         }
     }
-}
-
-/// `(epoch, seq, id)` of every chat message a native client's handler got.
-type Deliveries = Arc<Mutex<Vec<(u64, u64, String)>>>;
-
-/// The socket layer's native client on `urls`, keeping the token of its
-/// first `welcome` (its identity on every process), with `lobby` as a
-/// standing subscription (resumed with `since`) and its deliveries
-/// recorded while the guards live.
-fn failover_client(urls: [&str; 2]) -> (Client, Deliveries, [SubscriptionGuard; 2]) {
-    let token: Arc<Mutex<Option<String>>> = Arc::default();
-    let greeting_token = Arc::clone(&token);
-    let config = Config {
-        backoff: BackoffConfig {
-            base: 100,
-            factor: 2.0,
-            cap: 400,
-            jitter: Jitter::None,
-        },
-        max_retries: None,
-        ..Config::default()
-    };
-    let options = ClientOptions::new().config(config).greeting(move || {
-        let token = greeting_token.lock().ok()?.clone();
-        serde_json::to_value(ClientMessage::Hello {
-            name: "ada".into(),
-            token,
-        })
-        .ok()
-    });
-    let client = Client::spawn(urls, options).expect("client");
-    let welcome = client.on("welcome", move |welcome| {
-        if let (Some(t), Ok(mut token)) = (welcome.value["token"].as_str(), token.lock()) {
-            token.get_or_insert_with(|| t.to_owned());
-        }
-    });
-    let deliveries: Deliveries = Arc::default();
-    let sink = Arc::clone(&deliveries);
-    let chat = client.on("chat.message", move |message| {
-        let v = &message.value;
-        if let Ok(mut sink) = sink.lock() {
-            sink.push((
-                v["epoch"].as_u64().unwrap_or(0),
-                v["seq"].as_u64().unwrap_or(0),
-                v["id"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
-    });
-    (client, deliveries, [welcome, chat])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

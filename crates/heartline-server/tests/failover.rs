@@ -13,13 +13,11 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::native::failover_client;
 use common::{KillOnDrop, connect_to, hello, join};
-use heartline::core::{BackoffConfig, Config, DeliveryState, Jitter, MessageId};
-use heartline::native::{Client, ClientOptions, SubscriptionGuard};
-use heartline_protocol::ClientMessage;
+use heartline::core::{DeliveryState, MessageId};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -97,64 +95,12 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// `(epoch, seq, id)` of every chat message the client's handler got.
-type Deliveries = Arc<Mutex<Vec<(u64, u64, String)>>>;
-
-/// A client on both URLs that keeps the token of each `welcome` (its
-/// identity on either server), joins `lobby` as a standing subscription
-/// that resumes with `since`, and records its chat deliveries (while the
-/// returned guards live).
-fn client(urls: [&str; 2]) -> (Client, Deliveries, [SubscriptionGuard; 2]) {
-    let token: Arc<Mutex<Option<String>>> = Arc::default();
-    let greeting_token = Arc::clone(&token);
-    let config = Config {
-        backoff: BackoffConfig {
-            base: 100,
-            factor: 2.0,
-            cap: 400,
-            jitter: Jitter::None,
-        },
-        max_retries: None,
-        ..Config::default()
-    };
-    let options = ClientOptions::new()
-        .config(config)
-        .seed(12)
-        .greeting(move || {
-            let token = greeting_token.lock().ok()?.clone();
-            serde_json::to_value(ClientMessage::Hello {
-                name: "ada".into(),
-                token,
-            })
-            .ok()
-        });
-    let client = Client::spawn(urls, options).expect("client");
-    let welcome = client.on("welcome", move |welcome| {
-        if let (Some(t), Ok(mut token)) = (welcome.value["token"].as_str(), token.lock()) {
-            *token = Some(t.to_owned());
-        }
-    });
-    let deliveries: Deliveries = Arc::default();
-    let sink = Arc::clone(&deliveries);
-    let chat = client.on("chat.message", move |message| {
-        let v = &message.value;
-        if let Ok(mut sink) = sink.lock() {
-            sink.push((
-                v["epoch"].as_u64().unwrap_or(0),
-                v["seq"].as_u64().unwrap_or(0),
-                v["id"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
-    });
-    (client, deliveries, [welcome, chat])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_is_replaced_by_the_next_and_nothing_is_lost_or_doubled() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, url_a) = spawn_server(dir.path(), "a").await;
     let (_b, url_b) = spawn_server(dir.path(), "b").await;
-    let (client, deliveries, _guards) = client([&url_a, &url_b]);
+    let (client, deliveries, _guards) = failover_client([&url_a, &url_b]);
     client
         .add_standing(
             "room:lobby",

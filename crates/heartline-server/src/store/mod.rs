@@ -102,6 +102,25 @@ pub struct HistoryQuery {
     pub max: usize,
 }
 
+impl HistoryQuery {
+    /// Up to `limit` messages after `seq` `after`, oldest first, in the
+    /// room's current epoch: what [`ChatStore::messages_after`] reads.
+    ///
+    /// ```
+    /// use heartline_server::store::HistoryQuery;
+    /// let q = HistoryQuery::after(7, 100);
+    /// assert_eq!((q.since, q.epoch, q.max), (Some(7), None, 100));
+    /// ```
+    pub fn after(after: u64, limit: usize) -> HistoryQuery {
+        HistoryQuery {
+            since: Some(after),
+            epoch: None,
+            recent: limit,
+            max: limit,
+        }
+    }
+}
+
 /// One page of older history, as [`Store::page`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {

@@ -56,6 +56,17 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// A read-only transaction that sees one snapshot throughout, so a room's
+/// `last_seq` or epoch and its messages agree.
+async fn snapshot(client: &mut Object) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 /// `BIGINT` columns hold values that are never negative (`seq`, epochs).
 fn unsigned(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -187,12 +198,7 @@ impl PgStore {
     /// the messages agree).
     async fn history(&self, room: &str, query: HistoryQuery) -> Result<History, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut client).await?;
         let row = tx
             .query_opt(
                 "SELECT last_seq, epoch FROM rooms WHERE name = $1",
@@ -296,12 +302,7 @@ impl ChatStore for PgStore {
 
     async fn page(&self, room: &str, before: u64, limit: u32) -> Result<Page, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut client).await?;
         let epoch = tx
             .query_opt(
                 "SELECT epoch FROM rooms WHERE name = $1 AND active",
@@ -469,13 +470,7 @@ impl ChatStore for PgStore {
         after: u64,
         limit: usize,
     ) -> Result<History, StoreError> {
-        let query = HistoryQuery {
-            since: Some(after),
-            epoch: None,
-            recent: limit,
-            max: limit,
-        };
-        self.history(room, query).await
+        self.history(room, HistoryQuery::after(after, limit)).await
     }
 
     async fn checkpoint(&self) -> Result<(), StoreError> {

@@ -509,15 +509,7 @@ fn handle(tx: &mut Transaction<'_>, req: Request) -> After {
             after,
             limit,
             reply: r,
-        } => {
-            let query = HistoryQuery {
-                since: Some(after),
-                epoch: None,
-                recent: limit,
-                max: limit,
-            };
-            reply(r, history(tx, &room, query))
-        }
+        } => reply(r, history(tx, &room, HistoryQuery::after(after, limit))),
         // Handled by the caller, outside the transaction.
         Request::Checkpoint { reply: r } => reply(r, Ok(())),
     }
