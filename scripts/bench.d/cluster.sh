@@ -192,24 +192,10 @@ cluster_field() {
 
 # cluster_median KEY FILES...: the median over the runs that did not fail
 # (the lower middle of an even count).
-cluster_median() {
-  local key="$1" f v vals=()
-  shift
-  for f in "$@"; do
-    [ "$(cluster_field "$f" failed)" = 0 ] || continue
-    v="$(cluster_field "$f" "$key")"
-    [ -n "$v" ] && vals+=("$v")
-  done
-  [ "${#vals[@]}" -gt 0 ] || return 0
-  printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
-}
+cluster_median() { runs_median cluster_field "$@"; }
 
 # cluster_max KEY FILES...: the largest value over runs.
-cluster_max() {
-  local key="$1" f
-  shift
-  for f in "$@"; do cluster_field "$f" "$key"; done | sort -g | tail -n 1
-}
+cluster_max() { runs_max cluster_field "$@"; }
 
 # cluster_all_delivered FILES...: "yes" when every run delivered everything
 # and dropped no client.

@@ -123,3 +123,27 @@ with the variants alternated, are what carry over. Whether higher or lower is
 better is said in each figure's name.
 MD
 }
+
+# --- figures over repeated runs (used by the server and cluster sections) ---
+
+# runs_median FIELD KEY FILES...: the median of a figure over the runs that
+# did not fail (the lower middle of an even count). FIELD is the section's
+# reader, called as `FIELD FILE KEY` (e.g. server_field).
+runs_median() {
+  local field="$1" key="$2" f v vals=()
+  shift 2
+  for f in "$@"; do
+    [ "$("$field" "$f" failed)" = 0 ] || continue
+    v="$("$field" "$f" "$key")"
+    [ -n "$v" ] && vals+=("$v")
+  done
+  [ "${#vals[@]}" -gt 0 ] || return 0
+  printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
+}
+
+# runs_max FIELD KEY FILES...: the largest value of a figure over runs.
+runs_max() {
+  local field="$1" key="$2" f
+  shift 2
+  for f in "$@"; do "$field" "$f" "$key"; done | sort -g | tail -n 1
+}

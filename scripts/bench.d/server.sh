@@ -60,24 +60,10 @@ server_field() {
 
 # server_median KEY FILES...: the median of a figure over runs (the lower
 # middle of an even count; runs that failed are left out).
-server_median() {
-  local key="$1" f v vals=()
-  shift
-  for f in "$@"; do
-    [ "$(server_field "$f" failed)" = 0 ] || continue
-    v="$(server_field "$f" "$key")"
-    [ -n "$v" ] && vals+=("$v")
-  done
-  [ "${#vals[@]}" -gt 0 ] || return 0
-  printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
-}
+server_median() { runs_median server_field "$@"; }
 
 # server_max KEY FILES...: the largest value of a figure over runs.
-server_max() {
-  local key="$1" f
-  shift
-  for f in "$@"; do server_field "$f" "$key"; done | sort -g | tail -n 1
-}
+server_max() { runs_max server_field "$@"; }
 
 # server_all_delivered FILES...: "yes" when every run delivered everything.
 server_all_delivered() {
