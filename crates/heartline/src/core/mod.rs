@@ -116,6 +116,7 @@
 mod backoff;
 mod config;
 pub mod contract;
+pub mod poll;
 mod endpoints;
 mod heartbeat;
 mod inbound;
