@@ -330,7 +330,7 @@ fn a_first_message_past_one_under_a_new_epoch_asks_for_the_rest() {
 /// default policy and `seed`.
 fn first_retry_delay(seed: u64) -> Millis {
     let mut conn = Connection::new(Config::default(), seed);
-    let Some(Action::Open { socket }) = conn.handle(0, Event::Start).first().cloned() else {
+    let Some(Action::Open { socket, .. }) = conn.handle(0, Event::Start).first().cloned() else {
         panic!("no open")
     };
     conn.handle(10, Event::Opened { socket });

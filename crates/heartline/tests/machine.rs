@@ -21,7 +21,8 @@ fn idle_to_connecting_on_start() {
     assert_eq!(
         actions[0],
         Action::Open {
-            socket: SocketId(1)
+            socket: SocketId(1),
+            transport: Transport::WebSocket,
         }
     );
     assert!(
@@ -40,7 +41,8 @@ fn connecting_to_open_on_opened() {
     });
     assert!(
         actions.contains(&Action::StatusChanged(ConnectionStatus::Open {
-            degraded: false
+            degraded: false,
+            transport: Transport::WebSocket,
         }))
     );
     assert!(actions.contains(&Action::CancelTimer(TimerKind::ConnectTimeout)));
@@ -72,7 +74,8 @@ fn reconnecting_to_connecting_when_the_timer_fires() {
     h.server_close(1006);
     let actions = h.advance_to(1_000);
     assert!(actions.contains(&Action::Open {
-        socket: SocketId(2)
+        socket: SocketId(2),
+        transport: Transport::WebSocket,
     }));
     assert_eq!(h.status(), ConnectionStatus::Connecting { attempt: 2 });
 }
@@ -159,7 +162,8 @@ fn closed_to_connecting_on_start() {
     assert_eq!(
         actions[0],
         Action::Open {
-            socket: SocketId(2)
+            socket: SocketId(2),
+            transport: Transport::WebSocket,
         }
     );
     assert_eq!(h.status(), ConnectionStatus::Connecting { attempt: 1 });
@@ -325,7 +329,8 @@ fn open_is_flagged_degraded_on_slow_round_trips_without_closing() {
     let actions = h.frame(r#"{"socketType":"pong","t":10000}"#);
     assert!(
         actions.contains(&Action::StatusChanged(ConnectionStatus::Open {
-            degraded: true
+            degraded: true,
+            transport: Transport::WebSocket,
         }))
     );
     assert_eq!(h.conn.stats().last_rtt, Some(4_000));
@@ -337,7 +342,7 @@ fn open_is_flagged_degraded_on_slow_round_trips_without_closing() {
         h.now += 10;
         h.frame(&format!(r#"{{"socketType":"pong","t":{t}}}"#));
     }
-    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false });
+    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket });
 }
 
 #[test]
@@ -632,7 +637,7 @@ fn a_talking_link_still_gets_round_trip_samples() {
     }
     assert!(answered >= 3, "{answered}");
     assert_eq!(h.conn.stats().last_rtt, Some(40));
-    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false });
+    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket });
 }
 
 #[test]
@@ -1319,7 +1324,7 @@ fn status_changes_are_emitted_once_per_change() {
         changes,
         vec![
             ConnectionStatus::Connecting { attempt: 1 },
-            ConnectionStatus::Open { degraded: false }
+            ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket }
         ]
     );
 }

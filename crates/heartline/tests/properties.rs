@@ -44,6 +44,10 @@ enum Op {
     Stream(u8, u64),
     Garbage(String),
     Buffered(u64),
+    /// The outstanding upgrade probe opens (true) or fails.
+    ProbeAnswer(bool),
+    /// The browser turns out to have no WebSocket.
+    Unsupported,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -73,6 +77,8 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (0u8..2, 1u64..12).prop_map(|(s, q)| Op::Stream(s, q)),
         1 => "\\PC{0,20}".prop_map(Op::Garbage),
         1 => (0u64..3_000).prop_map(Op::Buffered),
+        3 => any::<bool>().prop_map(Op::ProbeAnswer),
+        1 => Just(Op::Unsupported),
     ]
 }
 
@@ -91,9 +97,20 @@ fn config() -> impl Strategy<Value = Config> {
         0u64..5_000,
         1usize..5,
         1usize..30,
+        any::<bool>(),
     )
         .prop_map(
-            |(jitter, base, factor, cap, max_retries, min_uptime, send_window, timeline_limit)| {
+            |(
+                jitter,
+                base,
+                factor,
+                cap,
+                max_retries,
+                min_uptime,
+                send_window,
+                timeline_limit,
+                fallback,
+            )| {
                 let mut config = support::test_config();
                 config.backoff = BackoffConfig {
                     base,
@@ -109,6 +126,7 @@ fn config() -> impl Strategy<Value = Config> {
                 config.stream_gap_timeout = 3_000;
                 config.stream_buffer_limit = 4;
                 config.timeline_limit = timeline_limit;
+                config.fallback.enabled = fallback;
                 config
             },
         )
@@ -295,6 +313,16 @@ impl World {
             Op::Offline => self.event(Event::Offline),
             Op::Visible => self.event(Event::Visible),
             Op::Hidden => self.event(Event::Hidden),
+            Op::ProbeAnswer(opened) => {
+                if let Some(probe) = self.h.probes.pop() {
+                    if opened {
+                        self.event(Event::ProbeOpened { probe })
+                    } else {
+                        self.event(Event::ProbeFailed { probe })
+                    }
+                }
+            }
+            Op::Unsupported => self.event(Event::Unsupported),
             Op::Open => {
                 if let Some(socket) = self.h.sockets.last().copied()
                     && !self.opened.contains(&socket)
@@ -421,6 +449,24 @@ impl World {
             "more than one socket connecting or open: {:?}",
             self.h.sockets
         );
+        // A probe is out only beside a live long-poll link.
+        if !self.h.probes.is_empty() {
+            assert!(
+                matches!(
+                    self.h.conn.status(),
+                    ConnectionStatus::Open {
+                        transport: Transport::LongPoll,
+                        ..
+                    }
+                ),
+                "probe {:?} while {:?}",
+                self.h.probes,
+                self.h.conn.status()
+            );
+        }
+        if !config.fallback.enabled {
+            assert!(self.h.transports.iter().all(|t| *t == Transport::WebSocket));
+        }
         let floor = backoff_floor(&config.backoff);
         for (now, at) in &self.delays {
             let delay = at - now;

@@ -1,7 +1,7 @@
 //! Every knob of the connection policy, as plain data (no closures), so a Yew
 //! prop can hold it and compare it.
 
-use super::Millis;
+use super::{FallbackConfig, Millis};
 
 /// The connection policy. All durations are milliseconds.
 ///
@@ -71,6 +71,9 @@ pub struct Config {
     /// ([`Connection::timeline`](super::Connection::timeline)); the oldest
     /// go first. 200 by default.
     pub timeline_limit: usize,
+    /// Falling back to HTTP long-polling where WebSocket is refused, and
+    /// probing the way back ([`FallbackConfig`]). On by default.
+    pub fallback: FallbackConfig,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             stream_gap_timeout: 5_000,
             stream_buffer_limit: 1_000,
             timeline_limit: 200,
+            fallback: FallbackConfig::default(),
         }
     }
 }

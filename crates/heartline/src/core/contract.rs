@@ -85,7 +85,7 @@
 //! use heartline::core::*;
 //! use serde_json::json;
 //! let mut conn = Connection::new(Config::default(), 1);
-//! let Some(Action::Open { socket }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
+//! let Some(Action::Open { socket, .. }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
 //! conn.handle(1, Event::Opened { socket });
 //! let id = conn.send(2, json!({"socketType":"metrics.subscribe"}), SendOptions::default()).unwrap();
 //! let ack = format!(r#"{{"socketType":"ack","id":"{id}"}}"#);

@@ -24,11 +24,17 @@
 //!   [`Event::Start`] to connect.
 //! - For every event call [`Connection::handle`] and perform the returned
 //!   actions **in order**:
-//!   - [`Action::Open`]`{socket}`: create a WebSocket to
+//!   - [`Action::Open`]`{socket, transport}`: create a WebSocket to
 //!     [`Connection::endpoint`] (the core chose it: see [`Endpoints`] for
-//!     the failover policy) and tag all its events with `socket`
-//!     ([`Event::Opened`], [`Event::Frame`], [`Event::Closed`],
-//!     [`Event::Error`]).
+//!     the failover policy), or for [`Transport::LongPoll`] a poll session
+//!     at its [poll base](poll::poll_base) (see [`poll`]), and tag all its
+//!     events with `socket` ([`Event::Opened`], [`Event::Frame`],
+//!     [`Event::Closed`], [`Event::Error`]).
+//!   - [`Action::Probe`]`{probe}`: open a WebSocket to
+//!     [`Connection::endpoint`] only to learn whether the upgrade works;
+//!     close it as soon as it opens and report [`Event::ProbeOpened`], or
+//!     [`Event::ProbeFailed`] if it errs or closes first. Send nothing on it.
+//!     [`Action::EndProbe`]: close it if it is still there.
 //!   - [`Action::SendFrame`]: `ws.send_with_str(text)`; after a batch of
 //!     them, report [`Event::BufferedAmount`] (the real `bufferedAmount`).
 //!   - [`Action::Close`]: `ws.close_with_code_and_reason(code, reason)` and
@@ -76,7 +82,7 @@
 //!
 //! // Start: the core asks for a socket.
 //! let actions = conn.handle(0, Event::Start);
-//! assert_eq!(actions[0], Action::Open { socket: SocketId(1) });
+//! assert_eq!(actions[0], Action::Open { socket: SocketId(1), transport: Transport::WebSocket });
 //!
 //! // A message sent before the link is up waits in the outbox.
 //! let id = conn.send(10, json!({"socketType":"chat.send","room":"lobby","text":"hi"}), SendOptions::default())
@@ -108,7 +114,7 @@
 //!     _ => None,
 //! }) else { panic!("expected a reconnect") };
 //! let actions = conn.handle(at, Event::TimerFired(TimerKind::Reconnect));
-//! assert!(actions.contains(&Action::Open { socket: SocketId(2) }));
+//! assert!(actions.contains(&Action::Open { socket: SocketId(2), transport: Transport::WebSocket }));
 //! let actions = conn.handle(at + 20, Event::Opened { socket: SocketId(2) });
 //! assert!(actions.iter().any(|a| matches!(a, Action::SendFrame { text, .. } if text.contains(r#""since":1"#))));
 //! ```
@@ -128,6 +134,7 @@ mod stats;
 mod status;
 mod streams;
 mod timeline;
+mod transport;
 
 pub use backoff::Backoff;
 pub use config::{
@@ -144,6 +151,7 @@ pub use registry::{Handler, Registry, SubscriptionGuard};
 pub use stats::Stats;
 pub use status::{ConnectionStatus, FailureCode, FailureReason};
 pub use timeline::{LinkLoss, RefusedKind, TimelineEntry, TimelineEvent};
+pub use transport::{FallbackConfig, Transport};
 
 /// A point in time or a duration, in milliseconds. The driver passes
 /// `Date.now()`-like values; tests pass a virtual clock.

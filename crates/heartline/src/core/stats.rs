@@ -55,6 +55,11 @@ pub struct Stats {
     /// Moves to another server URL after a failed attempt or a lost link
     /// (see [`Endpoints`](super::Endpoints)); stays 0 with one URL.
     pub failovers: u64,
+    /// Times a link opened on long-polling after one on WebSocket (or as
+    /// the first link): the fallback was taken.
+    pub fallbacks: u64,
+    /// Times a WebSocket opened again after long-polling.
+    pub upgrades: u64,
     /// Round-trip time of the last pong.
     pub last_rtt: Option<Millis>,
     /// Smoothed round-trip time (EWMA, 1/8 weight to each new sample).

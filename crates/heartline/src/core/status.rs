@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::Millis;
+use super::{Millis, Transport};
 
 /// The connection's state as a UI shows it.
 ///
@@ -29,6 +29,8 @@ pub enum ConnectionStatus {
         /// The link works but is slow (round-trip time or missed pongs over
         /// the thresholds).
         degraded: bool,
+        /// What carries it: WebSocket, or the long-poll fallback.
+        transport: Transport,
     },
     /// Waiting before the next attempt.
     Reconnecting {
@@ -51,17 +53,25 @@ impl ConnectionStatus {
     /// countdown.
     ///
     /// ```
-    /// use heartline::core::ConnectionStatus;
+    /// use heartline::core::{ConnectionStatus, Transport};
     /// assert_eq!(ConnectionStatus::Connecting { attempt: 1 }.description(0), "Connecting…");
-    /// assert_eq!(ConnectionStatus::Open { degraded: true }.description(0), "Connected (slow link)");
+    /// assert_eq!(ConnectionStatus::Open { degraded: true, transport: Transport::WebSocket }.description(0), "Connected (slow link)");
+    /// assert_eq!(ConnectionStatus::Open { degraded: false, transport: Transport::LongPoll }.description(0), "Connected (long-polling)");
     /// ```
     pub fn description(&self, now: Millis) -> String {
         match self {
             ConnectionStatus::Idle => "Not connected".to_owned(),
             ConnectionStatus::Connecting { attempt } if *attempt <= 1 => "Connecting…".to_owned(),
             ConnectionStatus::Connecting { attempt } => format!("Connecting (attempt {attempt})…"),
-            ConnectionStatus::Open { degraded: false } => "Connected".to_owned(),
-            ConnectionStatus::Open { degraded: true } => "Connected (slow link)".to_owned(),
+            ConnectionStatus::Open {
+                degraded,
+                transport,
+            } => match (degraded, transport) {
+                (false, Transport::WebSocket) => "Connected".to_owned(),
+                (true, Transport::WebSocket) => "Connected (slow link)".to_owned(),
+                (false, Transport::LongPoll) => "Connected (long-polling)".to_owned(),
+                (true, Transport::LongPoll) => "Connected (long-polling, slow link)".to_owned(),
+            },
             ConnectionStatus::Reconnecting { attempt, at } => {
                 // Round up so the countdown never shows "in 0 s" while waiting.
                 let seconds = at.saturating_sub(now).div_ceil(1_000);
@@ -76,8 +86,8 @@ impl ConnectionStatus {
     /// True when frames can be sent now.
     ///
     /// ```
-    /// use heartline::core::ConnectionStatus;
-    /// assert!(ConnectionStatus::Open { degraded: false }.is_open());
+    /// use heartline::core::{ConnectionStatus, Transport};
+    /// assert!(ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket }.is_open());
     /// assert!(!ConnectionStatus::Offline.is_open());
     /// ```
     pub fn is_open(&self) -> bool {

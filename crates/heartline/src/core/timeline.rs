@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use super::{FailureReason, MessageId, Millis};
+use super::{FailureReason, MessageId, Millis, Transport};
 
 /// Refused frames of one kind arriving within this long of the first one of
 /// their burst are counted in that burst's entry instead of logged anew.
@@ -212,6 +212,26 @@ pub enum TimelineEvent {
         /// How many URLs the list has.
         of: usize,
     },
+    /// A link opened on another transport than the last one (or the first
+    /// link is long-polling).
+    ///
+    /// ```
+    /// use heartline::core::{TimelineEvent, Transport};
+    /// let event = TimelineEvent::Transport { transport: Transport::LongPoll };
+    /// assert_eq!(event.to_string(), "on long-polling");
+    /// ```
+    Transport {
+        /// The transport now in use.
+        transport: Transport,
+    },
+    /// A WebSocket probe opened while long-polling: the poll session is
+    /// closed and a WebSocket opened in its place.
+    ///
+    /// ```
+    /// use heartline::core::TimelineEvent;
+    /// assert_eq!(TimelineEvent::Upgrading.to_string(), "WebSocket works again: switching back");
+    /// ```
+    Upgrading,
 }
 
 /// `1.2 s`, `14 s`, `250 ms`.
@@ -298,6 +318,8 @@ impl fmt::Display for TimelineEvent {
             TimelineEvent::Failover { url, index, of } => {
                 write!(f, "switching to {url} (server {} of {of})", index + 1)
             }
+            TimelineEvent::Transport { transport } => write!(f, "on {transport}"),
+            TimelineEvent::Upgrading => f.write_str("WebSocket works again: switching back"),
         }
     }
 }

@@ -26,6 +26,12 @@ pub fn test_config() -> Config {
             max_losses: Some(3),
         },
         outbox_limit: 10,
+        // The fallback has its own tests (tests/fallback.rs); here every
+        // attempt is a WebSocket.
+        fallback: FallbackConfig {
+            enabled: false,
+            ..FallbackConfig::default()
+        },
         ..Config::default()
     }
 }
@@ -37,6 +43,10 @@ pub struct Harness {
     pub timers: BTreeMap<TimerKind, Millis>,
     /// Sockets the driver holds (opened by the core and not closed).
     pub sockets: Vec<SocketId>,
+    /// The transport of every socket opened, in order.
+    pub transports: Vec<Transport>,
+    /// Upgrade probes out (asked for and not ended or reported).
+    pub probes: Vec<SocketId>,
     /// Every action performed, in order.
     pub log: Vec<Action>,
 }
@@ -48,6 +58,8 @@ impl Harness {
             now: 0,
             timers: BTreeMap::new(),
             sockets: Vec::new(),
+            transports: Vec::new(),
+            probes: Vec::new(),
             log: Vec::new(),
         }
     }
@@ -67,14 +79,20 @@ impl Harness {
     fn apply(&mut self, actions: &[Action]) {
         for action in actions {
             match action {
-                Action::Open { socket } => {
+                Action::Open { socket, transport } => {
                     assert!(
                         self.sockets.is_empty(),
                         "opened {socket} while {:?} still held",
                         self.sockets
                     );
                     self.sockets.push(*socket);
+                    self.transports.push(*transport);
                 }
+                Action::Probe { probe } => {
+                    assert!(self.probes.is_empty(), "probe {probe} while {:?} out", self.probes);
+                    self.probes.push(*probe);
+                }
+                Action::EndProbe { probe } => self.probes.retain(|p| p != probe),
                 Action::Close { socket, .. } => self.sockets.retain(|s| s != socket),
                 Action::SetTimer { kind, at } => {
                     self.timers.insert(*kind, *at);

@@ -224,7 +224,7 @@ impl Connection {
     /// let typing = serde_json::json!({"socketType":"typing","room":"lobby"});
     /// assert_eq!(conn.send_volatile_at(0, typing.clone()), Err(SendError::NotOpen));
     ///
-    /// let Some(Action::Open { socket }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
+    /// let Some(Action::Open { socket, .. }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
     /// conn.handle(5, Event::Opened { socket });
     /// // The server allows 2 frames/s with a burst of 2: the client keeps to 1 in a burst.
     /// let limits = r#"{"socketType":"limits","rate":2,"burst":2,"max_frame_bytes":65536}"#;

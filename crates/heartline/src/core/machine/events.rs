@@ -201,6 +201,7 @@ impl Connection {
                 self.flush(now);
             }
             TimerKind::Pace => self.flush(now),
+            TimerKind::Probe => self.upgrade_probe_timer(now),
             TimerKind::Ttl => {
                 self.expire(now);
                 self.arm_ttl();

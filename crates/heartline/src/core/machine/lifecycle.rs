@@ -33,6 +33,8 @@ impl Connection {
                 }
             }
             Event::TimerFired(kind) => self.on_timer(now, kind),
+            Event::ProbeOpened { probe } => self.on_probe_opened(now, probe),
+            Event::ProbeFailed { probe } => self.on_probe_failed(now, probe),
             Event::BufferedAmount { socket, bytes } => {
                 if self.open_socket() == Some(socket) {
                     self.buffered = bytes;
@@ -106,6 +108,9 @@ impl Connection {
                 self.phase = Phase::Closed;
             }
             Event::Unsupported => {
+                if self.websocket_unsupported(now) {
+                    return;
+                }
                 if let Some(socket) = self.socket() {
                     self.close_socket(socket, CLOSE_NORMAL, "unsupported");
                 }
@@ -142,7 +147,8 @@ impl Connection {
             attempt: self.failures.saturating_add(1),
             started_at: now,
         };
-        self.actions.push(Action::Open { socket });
+        let transport = self.choose_transport();
+        self.actions.push(Action::Open { socket, transport });
         self.set_timer(
             TimerKind::ConnectTimeout,
             now.saturating_add(self.config.connect_timeout),
@@ -169,6 +175,7 @@ impl Connection {
             opened_at: now,
         };
         self.heartbeat.on_open(now);
+        self.transport_opened(now);
         self.buffered = 0;
         // A new link: the server's bucket starts full and any pause it asked
         // for on the old link is over.
@@ -204,6 +211,7 @@ impl Connection {
             Phase::Connecting { .. } => None,
             _ => return,
         };
+        self.attempt_ended(uptime.is_some());
         let cause = match &loss {
             Loss::Closed { code, reason } => Some(LinkLoss::Closed {
                 code: *code,
@@ -320,6 +328,7 @@ impl Connection {
         ] {
             self.cancel_timer(kind);
         }
+        self.stop_upgrade_probe();
         self.heartbeat.ping = None;
         self.buffered = 0;
         self.drain_paused_until = None;

@@ -12,11 +12,12 @@ use super::streams::Streams;
 use super::timeline::Timeline;
 use super::{
     Config, ConnectionStatus, DeliveryState, Endpoints, FailureReason, Inbound, MessageId, Millis,
-    Registry, Report, SocketId, Stats, TimelineEntry, TimelineEvent,
+    Registry, Report, SocketId, Stats, TimelineEntry, TimelineEvent, Transport,
 };
 
 mod api;
 mod events;
+mod fallback;
 mod heartbeat;
 mod lifecycle;
 mod outbox_flow;
@@ -37,7 +38,7 @@ const RATE_LIMITED: &str = "rate_limited";
 ///
 /// ```
 /// use heartline::core::TimerKind;
-/// assert_eq!(TimerKind::ALL.len(), 8);
+/// assert_eq!(TimerKind::ALL.len(), 9);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
@@ -61,6 +62,9 @@ pub enum TimerKind {
     /// The outbox may write again: the pacing bucket has a token, or the
     /// pause after a `rate_limited` refusal is over.
     Pace,
+    /// While on long-polling: the next WebSocket probe, or the deadline of
+    /// the one running.
+    Probe,
 }
 
 impl TimerKind {
@@ -70,7 +74,7 @@ impl TimerKind {
     /// use heartline::core::TimerKind;
     /// assert!(TimerKind::ALL.contains(&TimerKind::PongTimeout));
     /// ```
-    pub const ALL: [TimerKind; 8] = [
+    pub const ALL: [TimerKind; 9] = [
         TimerKind::Reconnect,
         TimerKind::ConnectTimeout,
         TimerKind::Heartbeat,
@@ -79,6 +83,7 @@ impl TimerKind {
         TimerKind::Ttl,
         TimerKind::StreamGap,
         TimerKind::Pace,
+        TimerKind::Probe,
     ];
 
     fn index(self) -> usize {
@@ -193,26 +198,55 @@ pub enum Event {
     RetryNow,
     /// The app closes the connection on purpose: no reconnect.
     Stop,
-    /// The browser cannot create a WebSocket at all.
+    /// The browser cannot create a WebSocket at all: with the
+    /// [fallback](crate::core::FallbackConfig) on, every attempt uses
+    /// long-polling; otherwise the connection fails.
     Unsupported,
+    /// The probe socket of [`Action::Probe`] opened (and was closed by the
+    /// driver): WebSocket works again.
+    ProbeOpened {
+        /// The probe.
+        probe: SocketId,
+    },
+    /// The probe socket erred or closed before it opened.
+    ProbeFailed {
+        /// The probe.
+        probe: SocketId,
+    },
 }
 
 /// What the driver must do, in order.
 ///
 /// ```
-/// use heartline::core::{Action, SocketId};
-/// let action = Action::Open { socket: SocketId(1) };
+/// use heartline::core::{Action, SocketId, Transport};
+/// let action = Action::Open { socket: SocketId(1), transport: Transport::WebSocket };
 /// assert!(matches!(action, Action::Open { .. }));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Open a new WebSocket to the URL and report its events with `socket`.
+    /// Open a new link to the URL and report its events with `socket`.
     /// The URL is [`Connection::endpoint`] (read it when carrying out this
     /// action), or the driver's own when it gave the core none.
     /// Any earlier socket has been closed by a preceding [`Action::Close`].
     Open {
         /// The id to tag its events with.
         socket: SocketId,
+        /// A WebSocket, or a long-poll session at the URL's
+        /// [poll base](crate::core::poll::poll_base).
+        transport: Transport,
+    },
+    /// Open a WebSocket to [`Connection::endpoint`] only to see whether the
+    /// upgrade works (while the live link is long-polling): close it as
+    /// soon as it opens and report [`Event::ProbeOpened`], or
+    /// [`Event::ProbeFailed`] if it fails first. Nothing is sent on it.
+    Probe {
+        /// The id to tag its report with.
+        probe: SocketId,
+    },
+    /// Close the probe socket if it is still there, and forget it.
+    EndProbe {
+        /// The probe.
+        probe: SocketId,
     },
     /// Write a text frame.
     SendFrame {
@@ -424,7 +458,7 @@ struct Standing {
 /// use heartline::core::{Action, Config, Connection, Event};
 /// let mut conn = Connection::new(Config::default(), 42);
 /// let actions = conn.handle(0, Event::Start);
-/// let Some(Action::Open { socket }) = actions.first().cloned() else { panic!() };
+/// let Some(Action::Open { socket, .. }) = actions.first().cloned() else { panic!() };
 /// let actions = conn.handle(5, Event::Opened { socket });
 /// assert!(conn.status().is_open());
 /// # let _ = actions;
@@ -471,6 +505,8 @@ pub struct Connection {
     /// Acks counted since a backlog formed (messages waiting when a link
     /// opened, or restored); `None` when there is none.
     backlog_acked: Option<u64>,
+    /// The choice between WebSocket and long-polling.
+    fallback: fallback::FallbackState,
 }
 
 impl fmt::Debug for Connection {
@@ -504,7 +540,9 @@ impl Connection {
         // 48 random bits: ids of a restored outbox from an earlier page load
         // will not collide with new ones.
         let id_prefix = format!("{:012x}", rng.next_u64() & 0xFFFF_FFFF_FFFF);
+        let fallback = fallback::FallbackState::new(&config.fallback, rng.next_u64());
         Connection {
+            fallback,
             timeline: Timeline::new(config.timeline_limit),
             backlog_acked: None,
             config,
@@ -581,6 +619,7 @@ impl Connection {
             Phase::Connecting { attempt, .. } => ConnectionStatus::Connecting { attempt: *attempt },
             Phase::Open { .. } => ConnectionStatus::Open {
                 degraded: self.is_degraded(),
+                transport: self.fallback.transport(),
             },
             Phase::Waiting { attempt, at } => ConnectionStatus::Reconnecting {
                 attempt: *attempt,
@@ -632,6 +671,10 @@ impl Connection {
     pub fn set_config(&mut self, config: Config) {
         if config.backoff != self.config.backoff {
             self.backoff = Backoff::new(config.backoff.clone(), self.rng.next_u64());
+        }
+        if config.fallback != self.config.fallback {
+            self.fallback
+                .set_config(&config.fallback, self.rng.next_u64());
         }
         self.timeline.set_limit(config.timeline_limit);
         self.config = config;
@@ -723,7 +766,7 @@ impl Connection {
     /// use heartline::core::{Action, Config, Connection, Event};
     /// let mut conn = Connection::new(Config::default(), 1);
     /// conn.set_endpoints(["ws://a/ws", "ws://b/ws"]);
-    /// let Some(Action::Open { socket }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
+    /// let Some(Action::Open { socket, .. }) = conn.handle(0, Event::Start).first().cloned() else { panic!() };
     /// assert_eq!(conn.endpoint(), Some("ws://a/ws"));
     /// // The attempt fails: the retry goes to the next server.
     /// conn.handle(10, Event::Closed { socket, code: 1006, reason: String::new(), was_clean: false });
@@ -855,7 +898,7 @@ impl Connection {
             ConnectionStatus::Connecting { attempt } => {
                 TimelineEvent::Connecting { attempt: *attempt }
             }
-            ConnectionStatus::Open { degraded } => match previous {
+            ConnectionStatus::Open { degraded, .. } => match previous {
                 ConnectionStatus::Open { .. } => TimelineEvent::Degraded { on: *degraded },
                 _ => TimelineEvent::Open {
                     reconnect: self.stats.reconnects > 0,
@@ -873,7 +916,7 @@ impl Connection {
         };
         self.log(event);
         // Opened straight into degraded (a slow link remembered from before).
-        if let (ConnectionStatus::Open { degraded: true }, false) =
+        if let (ConnectionStatus::Open { degraded: true, .. }, false) =
             (status, matches!(previous, ConnectionStatus::Open { .. }))
         {
             self.log(TimelineEvent::Degraded { on: true });
