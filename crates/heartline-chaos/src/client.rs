@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use heartline::core::{Config, DeliveryState, MessageId};
+use heartline::core::{
+    BackoffConfig, Config, ConnectionStatus, DeliveryState, FallbackConfig, MessageId, Transport,
+};
 use heartline::native::{Client, ClientOptions};
 use heartline_protocol::ClientMessage;
 use serde_json::{Value, json};
@@ -63,7 +65,18 @@ impl ChaosClient {
         let greeting_token = token.clone();
         let greeting_name = name.clone();
         let options = ClientOptions {
-            config: Config::default(),
+            config: Config {
+                // Probe often: a switch back to WebSocket soon after the
+                // proxy allows upgrades again, in the middle of the faults.
+                fallback: FallbackConfig {
+                    probe: BackoffConfig {
+                        cap: 5_000,
+                        ..FallbackConfig::default().probe
+                    },
+                    ..FallbackConfig::default()
+                },
+                ..Config::default()
+            },
             greeting: Some(Box::new(move || {
                 let token = lock(&greeting_token).clone();
                 let hello = ClientMessage::Hello {
@@ -291,6 +304,20 @@ impl ChaosClient {
             }
         }
         unacked
+    }
+
+    /// The transport of the open link, if it is open.
+    pub fn transport(&self) -> Option<Transport> {
+        match *self.client.status().borrow() {
+            ConnectionStatus::Open { transport, .. } => Some(transport),
+            _ => None,
+        }
+    }
+
+    /// Times the client fell back to long-polling, and moved back.
+    pub async fn transport_moves(&self) -> (u64, u64) {
+        let stats = self.client.stats().await;
+        (stats.fallbacks, stats.upgrades)
     }
 
     pub async fn reconnects(&self) -> u64 {

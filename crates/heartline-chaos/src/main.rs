@@ -35,6 +35,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use heartline::core::Transport;
 use heartline_faultproxy::{Mode, Proxy};
 use tokio::time::Instant;
 
@@ -90,6 +91,12 @@ struct Args {
     /// The servers' bus (`redis://…`), for a cluster.
     #[arg(long)]
     bus: Option<String>,
+    /// The proxies refuse WebSocket upgrades (as some corporate proxies
+    /// do) for the first half of the faults, so the clients run on the
+    /// HTTP long-poll fallback; then they allow them again, and every
+    /// client must move back to WebSocket while messages flow.
+    #[arg(long)]
+    fallback: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +211,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
         let proxy = Proxy::start(heartline_faultproxy::Config::new(server.addr()))
             .await
             .map_err(|e| format!("fault proxy: {e}"))?;
+        proxy.refuse_upgrades(args.fallback);
         let url = format!("ws://{}/ws", proxy.listen_addr());
         eprintln!(
             "chaos: server {i} on {} (log {}), proxy {url}",
@@ -233,6 +241,15 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
         clients.iter().all(|c| c.recovered_after(t0).is_some())
     })
     .await?;
+    if args.fallback {
+        wait_until("every client to fall back to long-polling", deadline, || {
+            clients
+                .iter()
+                .all(|c| c.transport() == Some(Transport::LongPoll))
+        })
+        .await?;
+        eprintln!("chaos: upgrades refused: every client is long-polling");
+    }
 
     // Senders run while the faults happen.
     let every = Duration::from_secs_f64(1.0 / args.rate.max(0.01));
@@ -258,6 +275,12 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
     for (i, fault) in faults.iter().enumerate() {
         let due = sending_started + gap.mul_f64((i + 1) as f64);
         tokio::time::sleep_until(due).await;
+        if args.fallback && i == faults.len() / 2 {
+            for proxy in &proxies {
+                proxy.refuse_upgrades(false);
+            }
+            eprintln!("chaos: upgrades allowed again");
+        }
         // Clients whose server a kill takes down; with one server, all.
         let mut hit = vec![true; clients.len()];
         let mut killed_at = Instant::now();
@@ -363,6 +386,17 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
             .await
             .map_err(|e| format!("a sender task failed: {e}"))?;
     }
+    if args.fallback {
+        for proxy in &proxies {
+            proxy.refuse_upgrades(false);
+        }
+        wait_until("every client to be back on WebSocket", deadline, || {
+            clients
+                .iter()
+                .all(|c| c.transport() == Some(Transport::WebSocket))
+        })
+        .await?;
+    }
     // Every message acked, by the core's own account.
     let give_up = Instant::now() + deadline;
     loop {
@@ -390,8 +424,10 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
     .unwrap_or_else(|e| eprintln!("chaos: {e}"));
 
     let mut reconnects = Vec::new();
+    let mut moves = Vec::new();
     for c in &clients {
         reconnects.push((c.name.clone(), c.reconnects().await));
+        moves.push((c.name.clone(), c.transport_moves().await));
     }
     let mut unacked = 0;
     for c in &clients {
@@ -437,6 +473,24 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
         .map(|(name, n)| format!("{name}={n}"))
         .collect();
     println!("chaos: reconnects {}", reconnects.join(" "));
+    // Over the fallback, every client must have used both transports.
+    let mut transports_ok = true;
+    if args.fallback {
+        let shown: Vec<String> = moves
+            .iter()
+            .map(|(name, (down, up))| format!("{name}={down}/{up}"))
+            .collect();
+        println!(
+            "chaos: fallbacks to long-polling / upgrades back to WebSocket {}",
+            shown.join(" ")
+        );
+        for (name, (down, up)) in &moves {
+            if *down == 0 || *up == 0 {
+                println!("chaos: problem: {name} fell back {down} times and moved back {up} times");
+                transports_ok = false;
+            }
+        }
+    }
     println!(
         "chaos: server back -> client open: {}",
         reopen_kill.summary()
@@ -460,7 +514,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
     for problem in &verdict.problems {
         println!("chaos: problem: {problem}");
     }
-    Ok(verdict.passed())
+    Ok(verdict.passed() && transports_ok)
 }
 
 #[cfg(test)]

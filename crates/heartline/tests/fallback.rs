@@ -149,10 +149,7 @@ fn a_working_probe_moves_back_to_websocket_resending_the_unacked_once() {
     let actions = h.event(Event::Opened { socket: h.live() });
     let sent = frames(&actions);
     // Resumed after seq 2; only the unacked message goes again, once.
-    assert!(
-        sent.iter().any(|f| f.contains(r#""since":2"#)),
-        "{sent:?}"
-    );
+    assert!(sent.iter().any(|f| f.contains(r#""since":2"#)), "{sent:?}");
     assert_eq!(
         sent.iter().filter(|f| f.contains(unacked.as_str())).count(),
         1

@@ -342,7 +342,13 @@ fn open_is_flagged_degraded_on_slow_round_trips_without_closing() {
         h.now += 10;
         h.frame(&format!(r#"{{"socketType":"pong","t":{t}}}"#));
     }
-    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket });
+    assert_eq!(
+        h.status(),
+        ConnectionStatus::Open {
+            degraded: false,
+            transport: Transport::WebSocket
+        }
+    );
 }
 
 #[test]
@@ -637,7 +643,13 @@ fn a_talking_link_still_gets_round_trip_samples() {
     }
     assert!(answered >= 3, "{answered}");
     assert_eq!(h.conn.stats().last_rtt, Some(40));
-    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket });
+    assert_eq!(
+        h.status(),
+        ConnectionStatus::Open {
+            degraded: false,
+            transport: Transport::WebSocket
+        }
+    );
 }
 
 #[test]
@@ -1324,7 +1336,10 @@ fn status_changes_are_emitted_once_per_change() {
         changes,
         vec![
             ConnectionStatus::Connecting { attempt: 1 },
-            ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket }
+            ConnectionStatus::Open {
+                degraded: false,
+                transport: Transport::WebSocket
+            }
         ]
     );
 }

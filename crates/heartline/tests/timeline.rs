@@ -268,7 +268,13 @@ fn degradation_is_logged_on_and_off() {
     h.advance_to(10_000); // ping at 10 s
     h.now = 10_900;
     h.frame(r#"{"socketType":"pong","t":10000}"#);
-    assert_eq!(h.status(), ConnectionStatus::Open { degraded: true, transport: Transport::WebSocket });
+    assert_eq!(
+        h.status(),
+        ConnectionStatus::Open {
+            degraded: true,
+            transport: Transport::WebSocket
+        }
+    );
     assert_eq!(
         events(&h).last(),
         Some(&TimelineEvent::Degraded { on: true })
@@ -279,7 +285,13 @@ fn degradation_is_logged_on_and_off() {
         h.advance_to(due);
         h.frame(&format!(r#"{{"socketType":"pong","t":{due}}}"#));
     }
-    assert_eq!(h.status(), ConnectionStatus::Open { degraded: false, transport: Transport::WebSocket });
+    assert_eq!(
+        h.status(),
+        ConnectionStatus::Open {
+            degraded: false,
+            transport: Transport::WebSocket
+        }
+    );
     assert_eq!(
         events(&h).last(),
         Some(&TimelineEvent::Degraded { on: false })

@@ -122,13 +122,13 @@
 mod backoff;
 mod config;
 pub mod contract;
-pub mod poll;
 mod endpoints;
 mod heartbeat;
 mod inbound;
 mod machine;
 mod outbox;
 mod pacer;
+pub mod poll;
 mod registry;
 mod stats;
 mod status;

@@ -189,7 +189,8 @@ impl PollBatch {
     /// ```
     pub fn last(&self) -> Option<u64> {
         let len = u64::try_from(self.frames.len()).ok()?;
-        len.checked_sub(1).map(|extra| self.first.saturating_add(extra))
+        len.checked_sub(1)
+            .map(|extra| self.first.saturating_add(extra))
     }
 
     /// Reads a batch; a malformed one is an error, never a panic.
@@ -372,7 +373,10 @@ mod tests {
 
     #[test]
     fn bases_of_odd_urls() {
-        assert_eq!(poll_base("WS://h:1/a/b/ws").as_deref(), Some("http://h:1/a/b/poll"));
+        assert_eq!(
+            poll_base("WS://h:1/a/b/ws").as_deref(),
+            Some("http://h:1/a/b/poll")
+        );
         assert_eq!(poll_base("ws://h/").as_deref(), Some("http://h/poll"));
         assert_eq!(poll_base("ws://h#frag").as_deref(), Some("http://h/poll"));
         assert_eq!(poll_base("ws:///ws"), None);

@@ -89,7 +89,7 @@ impl Default for FallbackConfig {
             probe: BackoffConfig {
                 base: 2_000,
                 factor: 2.0,
-                cap: 60_000,
+                cap: 30_000,
                 jitter: Jitter::Equal,
             },
             probe_timeout: 5_000,

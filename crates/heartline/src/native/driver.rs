@@ -20,7 +20,10 @@ use crate::core::{
     SubscriptionGuard, TimelineEntry, TimerKind,
 };
 
-use super::socket::{LiveSocket, SocketEvent, SocketSlot};
+use super::poll::{PollEvent, PollLink};
+use super::socket::{LiveSocket, Probe, SocketEvent, SocketSlot};
+use crate::core::Transport;
+use crate::core::poll::poll_base;
 
 /// Final states remembered for [`Client::message_state`](super::Client::message_state)
 /// after the core forgot the message.
@@ -107,6 +110,8 @@ pub(super) struct Driver {
     /// One pending deadline per timer kind.
     timers: HashMap<TimerKind, Instant>,
     socket: SocketSlot,
+    /// The upgrade probe out while long-polling, if any.
+    probe: Option<Probe>,
     /// Events raised while carrying out actions (a failed write), fed next.
     pending: VecDeque<Event>,
     final_states: FinalStates,
@@ -131,6 +136,7 @@ impl Driver {
             origin: Instant::now(),
             timers: HashMap::new(),
             socket: SocketSlot::Empty,
+            probe: None,
             pending: VecDeque::new(),
             final_states: FinalStates::default(),
         }
@@ -159,6 +165,14 @@ impl Driver {
                 },
                 () = &mut sleep, if next_timer.is_some() => self.fire_due_timers(),
                 event = self.socket.next_event() => self.socket_event(event),
+                (probe, opened) = Probe::outcome(&mut self.probe) => {
+                    self.probe = None;
+                    self.feed(if opened {
+                        Event::ProbeOpened { probe }
+                    } else {
+                        Event::ProbeFailed { probe }
+                    });
+                }
             }
         }
         self.feed(Event::Stop);
@@ -200,11 +214,8 @@ impl Driver {
             }
             let event = match self.pending.pop_front() {
                 Some(event) => event,
-                None => match self.socket.open_socket() {
-                    Some(live) if wrote => Event::BufferedAmount {
-                        socket: live.id,
-                        bytes: live.writer.backlog(),
-                    },
+                None => match self.socket.backlog() {
+                    Some((socket, bytes)) if wrote => Event::BufferedAmount { socket, bytes },
                     _ => break,
                 },
             };
@@ -215,13 +226,38 @@ impl Driver {
     /// Carries out one action; true when it wrote a frame.
     fn perform(&mut self, action: Action) -> bool {
         match action {
-            Action::Open { socket } => {
+            Action::Open { socket, transport } => {
                 // The core closes a socket before it opens the next; letting
                 // go of any leftover keeps "one socket at a time" true anyway.
                 self.socket.release(None);
                 // The core chose the server for this attempt.
                 let url = self.publish_endpoint();
-                self.socket = SocketSlot::connect(socket, url);
+                self.socket = match transport {
+                    Transport::WebSocket => SocketSlot::connect(socket, url),
+                    Transport::LongPoll => match poll_base(&url) {
+                        Some(base) => SocketSlot::Polling(PollLink::start(socket, base)),
+                        None => {
+                            // Not a ws:// URL: nothing to poll. Fail the
+                            // attempt as an unreachable server would.
+                            self.pending.push_back(lost(
+                                socket,
+                                CLOSE_ABNORMAL,
+                                "no poll URL for this endpoint".into(),
+                                false,
+                            ));
+                            SocketSlot::Empty
+                        }
+                    },
+                };
+            }
+            Action::Probe { probe } => {
+                let url = self.publish_endpoint();
+                self.probe = Some(Probe::start(probe, url));
+            }
+            Action::EndProbe { probe } => {
+                if self.probe.as_ref().is_some_and(|p| p.id == probe) {
+                    self.probe = None;
+                }
             }
             Action::SendFrame { socket, text } => return self.write(socket, text),
             Action::Close {
@@ -277,18 +313,16 @@ impl Driver {
     }
 
     fn write(&mut self, socket: SocketId, text: String) -> bool {
-        match self.socket.open_socket() {
-            Some(live) if live.id == socket => {
-                if live.writer.send(text) {
-                    return true;
-                }
+        match self.socket.send(socket, text) {
+            Some(true) => true,
+            Some(false) => {
                 // The writer stopped: its socket failed.
                 self.pending.push_back(Event::Error { socket });
                 false
             }
             // The core only writes to the socket it opened; a mismatch means
             // it is already gone.
-            _ => false,
+            None => false,
         }
     }
 
@@ -336,10 +370,27 @@ impl Driver {
                 self.feed(lost(socket, CLOSE_ABNORMAL, String::new(), false));
             }
             SocketEvent::Drained(socket) => {
-                if let Some(live) = self.socket.open_socket() {
-                    let bytes = live.writer.backlog();
+                if let Some((_, bytes)) = self.socket.backlog() {
                     self.feed(Event::BufferedAmount { socket, bytes });
                 }
+            }
+            SocketEvent::Poll(socket, Some(PollEvent::Opened)) => {
+                self.feed(Event::Opened { socket });
+            }
+            SocketEvent::Poll(socket, Some(PollEvent::Frame(text))) => {
+                self.feed(Event::Frame {
+                    socket,
+                    data: FrameData::Text(text),
+                });
+            }
+            SocketEvent::Poll(socket, Some(PollEvent::Closed { code, reason })) => {
+                self.socket.release(None);
+                let clean = code != CLOSE_ABNORMAL;
+                self.feed(lost(socket, code, reason, clean));
+            }
+            SocketEvent::Poll(socket, None) => {
+                self.socket.release(None);
+                self.feed(lost(socket, CLOSE_ABNORMAL, String::new(), false));
             }
         }
     }

@@ -112,6 +112,7 @@
 
 mod client;
 mod driver;
+mod poll;
 mod socket;
 
 use std::fmt;

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::poll::{PollEvent, PollLink};
 use crate::core::SocketId;
 
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -36,6 +37,8 @@ pub(super) enum SocketSlot {
         connect: LocalBoxFuture<'static, Result<Box<Ws>, WsError>>,
     },
     Open(LiveSocket),
+    /// A long-poll session, opening or open (it says which by its events).
+    Polling(PollLink),
 }
 
 /// Something that happened to the socket in the slot.
@@ -47,6 +50,8 @@ pub(super) enum SocketEvent {
     Read(SocketId, Option<Result<Message, WsError>>),
     /// The writer emptied its backlog.
     Drained(SocketId),
+    /// The poll link raised an event (`None`: its task is gone).
+    Poll(SocketId, Option<PollEvent>),
 }
 
 impl SocketSlot {
@@ -67,12 +72,25 @@ impl SocketSlot {
             SocketSlot::Empty => None,
             SocketSlot::Connecting { id, .. } => Some(*id),
             SocketSlot::Open(live) => Some(live.id),
+            SocketSlot::Polling(link) => Some(link.id),
         }
     }
 
-    pub(super) fn open_socket(&mut self) -> Option<&mut LiveSocket> {
+    /// Queues a frame on the open link, if it is `socket`; false when there
+    /// is no such link or it has stopped.
+    pub(super) fn send(&mut self, socket: SocketId, text: String) -> Option<bool> {
         match self {
-            SocketSlot::Open(live) => Some(live),
+            SocketSlot::Open(live) if live.id == socket => Some(live.writer.send(text)),
+            SocketSlot::Polling(link) if link.id == socket => Some(link.send(text)),
+            _ => None,
+        }
+    }
+
+    /// Bytes queued on the open link and not yet on their way.
+    pub(super) fn backlog(&self) -> Option<(SocketId, u64)> {
+        match self {
+            SocketSlot::Open(live) => Some((live.id, live.writer.backlog())),
+            SocketSlot::Polling(link) => Some((link.id, link.backlog())),
             _ => None,
         }
     }
@@ -92,6 +110,15 @@ impl SocketSlot {
                     () = live.writer.drained.notified() => SocketEvent::Drained(id),
                 }
             }
+            SocketSlot::Polling(link) => {
+                let id = link.id;
+                let drained = Rc::clone(&link.drained);
+                tokio::select! {
+                    biased;
+                    event = link.next_event() => SocketEvent::Poll(id, event),
+                    () = drained.notified() => SocketEvent::Drained(id),
+                }
+            }
         }
     }
 
@@ -99,10 +126,12 @@ impl SocketSlot {
     /// abandoned, an open one writes what it holds, then `close` (when
     /// given), within a grace period.
     pub(super) fn release(&mut self, close: Option<(u16, String)>) {
-        if let SocketSlot::Open(live) = std::mem::take(self) {
+        match std::mem::take(self) {
             // Dropping the read half here; the writer task drops the write
             // half, and with it the TCP stream, when it ends.
-            live.writer.finish(close);
+            SocketSlot::Open(live) => live.writer.finish(close),
+            SocketSlot::Polling(link) => link.finish(),
+            SocketSlot::Empty | SocketSlot::Connecting { .. } => {}
         }
     }
 }
@@ -236,4 +265,43 @@ async fn write_loop(
     // The driver let go without a close of its own (the peer closed or the
     // link failed): finish the closing handshake if there is one to finish.
     let _ = sink.close().await;
+}
+
+/// A WebSocket opened only to learn whether the upgrade works again (while
+/// the link long-polls). It sends nothing and is closed as soon as it opens.
+pub(super) struct Probe {
+    pub(super) id: SocketId,
+    connect: LocalBoxFuture<'static, bool>,
+}
+
+impl Probe {
+    pub(super) fn start(id: SocketId, url: String) -> Probe {
+        Probe {
+            id,
+            connect: Box::pin(async move {
+                match tokio_tungstenite::connect_async(url).await {
+                    Ok((mut ws, _response)) => {
+                        // Say goodbye properly, without holding anyone up.
+                        tokio::task::spawn_local(async move {
+                            let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+                        });
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }),
+        }
+    }
+
+    /// Waits for the probe in `slot` to open (true) or fail; pending forever
+    /// when there is none. Cancel-safe: the attempt stays in the slot.
+    pub(super) async fn outcome(slot: &mut Option<Probe>) -> (SocketId, bool) {
+        match slot {
+            Some(probe) => {
+                let opened = (&mut probe.connect).await;
+                (probe.id, opened)
+            }
+            None => std::future::pending().await,
+        }
+    }
 }

@@ -89,7 +89,11 @@ impl Harness {
                     self.transports.push(*transport);
                 }
                 Action::Probe { probe } => {
-                    assert!(self.probes.is_empty(), "probe {probe} while {:?} out", self.probes);
+                    assert!(
+                        self.probes.is_empty(),
+                        "probe {probe} while {:?} out",
+                        self.probes
+                    );
                     self.probes.push(*probe);
                 }
                 Action::EndProbe { probe } => self.probes.retain(|p| p != probe),
