@@ -164,6 +164,16 @@ pub struct Config {
     /// On shutdown, how long to wait for clients to close, ms.
     #[arg(long, env = "HEARTLINE_SHUTDOWN_GRACE_MS", default_value_t = 3_000)]
     pub shutdown_grace_ms: u64,
+
+    /// Long-poll fallback (`/poll`): how long a `recv` with nothing to
+    /// answer is held before it is answered empty, ms.
+    #[arg(long, env = "HEARTLINE_POLL_HOLD_MS", default_value_t = 25_000)]
+    pub poll_hold_ms: u64,
+
+    /// Long-poll fallback: largest `send` body, bytes; bigger ones are
+    /// refused with 413. Default: 64 × --max-frame-bytes.
+    #[arg(long, env = "HEARTLINE_POLL_MAX_BODY_BYTES")]
+    pub poll_max_body_bytes: Option<usize>,
 }
 
 impl Default for Config {
@@ -199,6 +209,8 @@ impl Default for Config {
             history_recent: 50,
             history_max: 1_000,
             shutdown_grace_ms: 3_000,
+            poll_hold_ms: 25_000,
+            poll_max_body_bytes: None,
         }
     }
 }
@@ -214,6 +226,7 @@ impl Config {
             idle_timeout_ms: 2_000,
             metrics_interval_ms: 100,
             shutdown_grace_ms: 1_000,
+            poll_hold_ms: 1_000,
             ..Config::default()
         }
     }
@@ -246,6 +259,19 @@ impl Config {
     /// Metrics interval, at least 50 ms (sampling costs a few /proc reads).
     pub fn metrics_interval(&self) -> Duration {
         Duration::from_millis(self.metrics_interval_ms.max(50))
+    }
+
+    /// How long a long-poll `recv` is held, at least 10 ms.
+    pub fn poll_hold(&self) -> Duration {
+        Duration::from_millis(self.poll_hold_ms.max(10))
+    }
+
+    /// Largest long-poll `send` body, bytes: `--poll-max-body-bytes`, or
+    /// 64 frames of the largest size (at least 1 KiB).
+    pub fn poll_max_body_bytes(&self) -> usize {
+        self.poll_max_body_bytes
+            .unwrap_or_else(|| self.max_frame_bytes.max(1024).saturating_mul(64))
+            .max(1024)
     }
 
     /// Shutdown grace period.

@@ -1,6 +1,7 @@
 //! The Heartline demo server: one port with `/ws` (chat with SQLite history,
-//! live host metrics, a hardened WebSocket endpoint), `/healthz` and the
-//! built single-page app.
+//! live host metrics, a hardened WebSocket endpoint), its HTTP long-poll
+//! fallback under `/poll` ([`poll`]), `/healthz` and the built single-page
+//! app.
 //!
 //! Tests and embedders mount [`app`] on any listener; [`serve`] adds what
 //! the binary does around it (connection addresses, graceful shutdown).
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod peer;
+pub mod poll;
 mod session;
 pub mod state;
 pub mod static_files;
@@ -44,7 +46,8 @@ use tower_http::trace::TraceLayer;
 
 pub use state::{AppState, StartError};
 
-/// The whole HTTP surface: `/ws`, `/healthz` and the SPA from `dist/`.
+/// The whole HTTP surface: `/ws`, `/poll/*`, `/healthz` and the SPA from
+/// `dist/`.
 ///
 /// Connection limits per IP need the peer address: serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`, or with [`serve`],
@@ -54,6 +57,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(transport::ws_handler))
         .route("/healthz", get(healthz))
+        .merge(poll::router(&state))
         .with_state(state)
         .fallback_service(spa)
         .layer(TraceLayer::new_for_http())
@@ -73,6 +77,7 @@ async fn healthz(
         Json(json!({
             "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
             "connections": state.open_connections(),
+            "poll_sessions": state.poll_sessions(),
             "http_connections": state.pending().open(),
             "rooms": state.hub().room_count(),
             "metrics_sampling": state.metrics().is_sampling(),
@@ -86,7 +91,8 @@ async fn healthz(
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then shuts down
-/// gracefully: stops accepting, closes every WebSocket with 1001, waits up
+/// gracefully: stops accepting, closes every WebSocket and poll session
+/// with 1001, waits up
 /// to the configured grace for them to go, and checkpoints the database.
 ///
 /// Before its upgrade a connection must send each request head within

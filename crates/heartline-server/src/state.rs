@@ -43,6 +43,7 @@ struct Inner {
     pending: ConnectionLimiter,
     room_creations: RoomCreationLimiter,
     online: OnlineUsers,
+    poll: crate::poll::Registry,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
     started: Instant,
@@ -149,6 +150,7 @@ impl AppState {
                 pending,
                 room_creations,
                 online: OnlineUsers::default(),
+                poll: crate::poll::Registry::default(),
                 shutdown,
                 next_conn: AtomicU64::new(1),
                 started: Instant::now(),
@@ -300,6 +302,16 @@ impl AppState {
         &self.inner.online
     }
 
+    /// The open long-poll sessions.
+    pub(crate) fn poll(&self) -> &crate::poll::Registry {
+        &self.inner.poll
+    }
+
+    /// Long-poll sessions open now (they count as connections too).
+    pub fn poll_sessions(&self) -> usize {
+        self.inner.poll.len()
+    }
+
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
@@ -325,12 +337,12 @@ impl AppState {
         self.inner.shutdown.subscribe()
     }
 
-    /// Open WebSocket connections.
+    /// Open connections: WebSockets and long-poll sessions.
     pub fn open_connections(&self) -> usize {
         self.inner.limiter.open()
     }
 
-    /// Waits until no WebSocket connection is open, or `grace` has passed.
+    /// Waits until no connection (socket or poll session) is open, or `grace` has passed.
     /// Returns whether all closed.
     pub async fn wait_connections_closed(&self, grace: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + grace;

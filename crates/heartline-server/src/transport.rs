@@ -24,6 +24,7 @@ use heartline_protocol::{Limits, ServerMessage, close_code};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::limits::{ConnectionGuard, Refusal, TokenBucket};
 use crate::peer::{CloseReason, Outbound, Peer};
 use crate::session::Session;
@@ -46,20 +47,15 @@ pub async fn ws_handler(
     headers: HeaderMap,
     connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Response {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|origin| state.origins().allows(origin));
-        if !allowed {
-            tracing::warn!(?origin, "websocket refused: origin not allowed");
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-        }
+    if !origin_allowed(&state, &headers) {
+        tracing::warn!(origin = ?headers.get(header::ORIGIN), "websocket refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     if state.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let ip = connect_info.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let max = state.config().max_frame_bytes.max(1024);
+    let max = max_frame_bytes(state.config());
     let ws = ws
         .max_message_size(max)
         .max_frame_size(max)
@@ -79,6 +75,32 @@ pub async fn ws_handler(
             ws.on_upgrade(move |socket| refuse(socket, close_code::TRY_AGAIN_LATER, reason))
         }
     }
+}
+
+/// Whether the request's `Origin` is one the server serves. A request
+/// without `Origin` (a native client) is allowed. Shared by `/ws` and the
+/// long-poll endpoints.
+pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    headers.get(header::ORIGIN).is_none_or(|origin| {
+        origin
+            .to_str()
+            .is_ok_and(|origin| state.origins().allows(origin))
+    })
+}
+
+/// The `limits` frame every connection gets first, before anything the
+/// client could trigger (sockets and poll sessions alike).
+pub(crate) fn limits_frame(config: &Config) -> Outbound {
+    frame(&ServerMessage::Limits(Limits {
+        rate: config.rate,
+        burst: config.burst,
+        max_frame_bytes: max_frame_bytes(config),
+    }))
+}
+
+/// The largest frame a client may send, bytes (at least 1 KiB).
+pub(crate) fn max_frame_bytes(config: &Config) -> usize {
+    config.max_frame_bytes.max(1024)
 }
 
 async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
@@ -107,11 +129,7 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
     tracing::debug!(conn_id, ?ip, "connected");
 
     // The limits go first, before anything the client could trigger.
-    peer.push(frame(&ServerMessage::Limits(Limits {
-        rate: config.rate,
-        burst: config.burst,
-        max_frame_bytes: config.max_frame_bytes.max(1024),
-    })));
+    peer.push(limits_frame(&config));
     let last_seen = Arc::new(LastSeen::new());
     let (sink, stream) = socket.split();
     let send = SendLoop {
@@ -126,11 +144,9 @@ async fn run(socket: WebSocket, state: AppState, guard: ConnectionGuard, ip: Opt
     };
     let reader = Reader {
         session: Session::new(state.clone(), peer.clone()),
-        bucket: TokenBucket::new(config.rate, config.burst, std::time::Instant::now()),
+        admission: Admission::new(&config),
         state: state.clone(),
         peer: peer.clone(),
-        strikes: 0,
-        max_strikes: config.burst,
         last_seen,
     };
     let mut send_task = tokio::spawn(send.run());
@@ -359,11 +375,7 @@ struct Reader {
     session: Session,
     state: AppState,
     peer: Peer,
-    bucket: TokenBucket,
-    strikes: u32,
-    /// Refusals in a row that close the connection (more than the burst: a
-    /// client keeping its window under the burst never gets there).
-    max_strikes: u32,
+    admission: Admission,
     last_seen: Arc<LastSeen>,
 }
 
@@ -386,13 +398,13 @@ impl Reader {
             match frame {
                 Message::Text(text) => {
                     self.count_in();
-                    if self.admit(text.as_str()) {
+                    if self.admission.admit(&self.peer, text.as_str()) {
                         self.session.on_text(text.as_str()).await;
                     }
                 }
                 Message::Binary(_) => {
                     self.count_in();
-                    if self.admit("") {
+                    if self.admission.admit(&self.peer, "") {
                         self.session.on_binary().await;
                     }
                 }
@@ -427,11 +439,34 @@ impl Reader {
             .frames_in
             .fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The rate limit on a connection's frames, the same for a socket's and a
+/// poll session's: a token bucket, and strikes for refusals in a row.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    bucket: TokenBucket,
+    strikes: u32,
+    /// Refusals in a row that close the connection (more than the burst: a
+    /// client keeping its window under the burst never gets there).
+    max_strikes: u32,
+}
+
+impl Admission {
+    /// A full bucket of `config.burst` tokens refilled at `config.rate`.
+    pub(crate) fn new(config: &Config) -> Self {
+        Admission {
+            bucket: TokenBucket::new(config.rate, config.burst, std::time::Instant::now()),
+            strikes: 0,
+            max_strikes: config.burst,
+        }
+    }
 
     /// Takes a token from the bucket. Without one the frame is refused
-    /// with `rate_limited`, naming its id and when a token will be there;
-    /// more than `max_strikes` refusals in a row close the connection.
-    fn admit(&mut self, text: &str) -> bool {
+    /// with `rate_limited` (pushed to `peer`), naming its id and when a
+    /// token will be there; more than `max_strikes` refusals in a row close
+    /// the connection.
+    pub(crate) fn admit(&mut self, peer: &Peer, text: &str) -> bool {
         let now = std::time::Instant::now();
         if self.bucket.try_take(now) {
             self.strikes = 0;
@@ -439,16 +474,15 @@ impl Reader {
         }
         self.strikes += 1;
         if self.strikes > self.max_strikes {
-            tracing::info!(conn = self.peer.id, "closing: rate limit exceeded");
-            self.peer.close(CloseReason::new(
+            tracing::info!(conn = peer.id, "closing: rate limit exceeded");
+            peer.close(CloseReason::new(
                 close_code::RATE_LIMITED,
                 "rate limit exceeded",
             ));
         } else {
             // Not awaited: a flooding client must not make us wait on it.
             let wait = self.bucket.retry_after(now);
-            self.peer
-                .push(frame(&crate::session::rate_limited(text, wait)));
+            peer.push(frame(&crate::session::rate_limited(text, wait)));
         }
         false
     }
