@@ -15,9 +15,12 @@ pub type Deliveries = Arc<Mutex<Vec<(u64, u64, String)>>>;
 /// standing subscription (resumed with `since`) and its deliveries
 /// recorded while the guards live.
 pub fn failover_client(urls: [&str; 2]) -> (Client, Deliveries, [SubscriptionGuard; 2]) {
-    let token: Arc<Mutex<Option<String>>> = Arc::default();
-    let greeting_token = Arc::clone(&token);
-    let config = Config {
+    native_client(&urls, fast_retries())
+}
+
+/// Retries every 100-400 ms, forever.
+pub fn fast_retries() -> Config {
+    Config {
         backoff: BackoffConfig {
             base: 100,
             factor: 2.0,
@@ -26,7 +29,16 @@ pub fn failover_client(urls: [&str; 2]) -> (Client, Deliveries, [SubscriptionGua
         },
         max_retries: None,
         ..Config::default()
-    };
+    }
+}
+
+/// [`failover_client`] on any URLs with any policy.
+pub fn native_client(
+    urls: &[&str],
+    config: Config,
+) -> (Client, Deliveries, [SubscriptionGuard; 2]) {
+    let token: Arc<Mutex<Option<String>>> = Arc::default();
+    let greeting_token = Arc::clone(&token);
     let options = ClientOptions::new().config(config).greeting(move || {
         let token = greeting_token.lock().ok()?.clone();
         serde_json::to_value(ClientMessage::Hello {
@@ -35,6 +47,7 @@ pub fn failover_client(urls: [&str; 2]) -> (Client, Deliveries, [SubscriptionGua
         })
         .ok()
     });
+    let urls: Vec<String> = urls.iter().map(|url| (*url).to_owned()).collect();
     let client = Client::spawn(urls, options).expect("client");
     let welcome = client.on("welcome", move |welcome| {
         if let (Some(t), Ok(mut token)) = (welcome.value["token"].as_str(), token.lock()) {
