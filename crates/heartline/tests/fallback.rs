@@ -247,3 +247,19 @@ fn a_websocket_that_opens_resets_the_count_of_refused_upgrades() {
     refuse(&mut h);
     assert_eq!(next_attempt(&mut h), Transport::WebSocket);
 }
+
+#[test]
+fn after_falling_back_a_lost_link_retries_long_polling_before_alternating_again() {
+    let mut h = Harness::new(fallback_config());
+    fall_back(&mut h);
+    h.advance_by(10);
+    h.server_close(1006);
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(next_attempt(&mut h));
+        refuse(&mut h);
+    }
+    use Transport::{LongPoll as P, WebSocket as W};
+    // Three on long-polling (the server is down), then alternating.
+    assert_eq!(seen, [P, P, P, W, P]);
+}

@@ -52,7 +52,10 @@ impl fmt::Display for Transport {
 /// - After [`after_failures`](Self::after_failures) WebSocket attempts in a
 ///   row fail before opening (a proxy answering the upgrade with 403, a
 ///   middlebox resetting it), every other attempt uses long-polling, until
-///   one works. Without `WebSocket` at all ([`Event::Unsupported`]
+///   one works. Once a long-poll link has worked, a lost one is retried on
+///   long-polling (up to 3 failed attempts in a row, then alternating
+///   again), so a server restart does not cost a refused upgrade each
+///   time. Without `WebSocket` at all ([`Event::Unsupported`]
 ///   (super::Event::Unsupported)) every attempt does.
 /// - While on long-polling, the core probes WebSocket in the background on
 ///   the [`probe`](Self::probe) schedule ([`Action::Probe`]

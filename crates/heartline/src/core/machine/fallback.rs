@@ -5,6 +5,11 @@ use super::{Action, Connection, Phase, TimerKind};
 use crate::core::backoff::Backoff;
 use crate::core::{CLOSE_NORMAL, FallbackConfig, Millis, SocketId, TimelineEvent, Transport};
 
+/// Long-poll attempts in a row that may fail after a long-poll link was
+/// lost before WebSocket is tried again (the server may have come back
+/// without the poll endpoints, or with the upgrade working).
+const STICKY_POLL_FAILURES: u32 = 3;
+
 /// Where the upgrade probe stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Probe {
@@ -23,6 +28,8 @@ pub(super) struct FallbackState {
     current: Transport,
     /// WebSocket attempts in a row that failed before opening.
     ws_failures: u32,
+    /// Long-poll attempts in a row that failed before opening.
+    poll_failures: u32,
     /// The last attempt's transport, and whether it opened.
     last_attempt: Option<(Transport, bool)>,
     /// The transport of the last link that opened.
@@ -40,6 +47,7 @@ impl FallbackState {
         FallbackState {
             current: Transport::WebSocket,
             ws_failures: 0,
+            poll_failures: 0,
             last_attempt: None,
             last_opened: None,
             unsupported: false,
@@ -72,6 +80,13 @@ impl Connection {
             Transport::LongPoll
         } else if state.ws_failures < config.after_failures {
             Transport::WebSocket
+        } else if state.last_opened == Some(Transport::LongPoll)
+            && state.poll_failures < STICKY_POLL_FAILURES
+        {
+            // Fallen back and the link dropped (a server restart, a cut):
+            // long-polling is what worked, and the probes find the way
+            // back to WebSocket once it is up.
+            Transport::LongPoll
         } else {
             match state.last_attempt {
                 // Long-polling failed too (the server is down, not just the
@@ -87,8 +102,13 @@ impl Connection {
     /// false), or after a working link was lost.
     pub(super) fn attempt_ended(&mut self, opened: bool) {
         let state = &mut self.fallback;
-        if !opened && state.current == Transport::WebSocket {
-            state.ws_failures = state.ws_failures.saturating_add(1);
+        if !opened {
+            match state.current {
+                Transport::WebSocket => state.ws_failures = state.ws_failures.saturating_add(1),
+                Transport::LongPoll => {
+                    state.poll_failures = state.poll_failures.saturating_add(1);
+                }
+            }
         }
         state.last_attempt = Some((state.current, opened));
     }
@@ -111,6 +131,10 @@ impl Connection {
         }
         match transport {
             Transport::WebSocket => self.fallback.ws_failures = 0,
+            Transport::LongPoll => self.fallback.poll_failures = 0,
+        }
+        match transport {
+            Transport::WebSocket => {}
             Transport::LongPoll if !self.fallback.unsupported => {
                 self.fallback.probe_failures = 0;
                 self.fallback.probe_backoff.reset();
