@@ -212,6 +212,19 @@ impl Stack {
         json_answer(&answer, &mode.path())
     }
 
+    /// Makes the proxy refuse WebSocket upgrades (403) while it forwards
+    /// plain HTTP, as some corporate proxies do, or allow them again;
+    /// answers the proxy's status (JSON).
+    pub async fn refuse_upgrades(&self, refuse: bool) -> Result<serde_json::Value> {
+        let path = if refuse {
+            "/refuse-upgrades"
+        } else {
+            "/allow-upgrades"
+        };
+        let answer = http_request(self.control_addr, "POST", path, REQUEST_TIMEOUT).await?;
+        json_answer(&answer, path)
+    }
+
     /// The proxy's status (JSON: mode, open and total connections, ...).
     pub async fn proxy_status(&self) -> Result<serde_json::Value> {
         let answer = http_request(self.control_addr, "GET", "/status", REQUEST_TIMEOUT).await?;
