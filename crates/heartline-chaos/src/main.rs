@@ -242,11 +242,15 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<bool, String> {
     })
     .await?;
     if args.fallback {
-        wait_until("every client to fall back to long-polling", deadline, || {
-            clients
-                .iter()
-                .all(|c| c.transport() == Some(Transport::LongPoll))
-        })
+        wait_until(
+            "every client to fall back to long-polling",
+            deadline,
+            || {
+                clients
+                    .iter()
+                    .all(|c| c.transport() == Some(Transport::LongPoll))
+            },
+        )
         .await?;
         eprintln!("chaos: upgrades refused: every client is long-polling");
     }
