@@ -1,4 +1,4 @@
-use heartline::core::ConnectionStatus;
+use heartline::core::{ConnectionStatus, Transport};
 use heartline::yew::{use_heartbeat, use_socket};
 use yew::prelude::*;
 use yew_router::prelude::*;
@@ -23,7 +23,11 @@ pub fn app_header(props: &AppHeaderProps) -> Html {
     let route = use_route::<Route>();
     let status = socket.status();
     let (dot, dot_label) = match status {
-        ConnectionStatus::Open { degraded: true } => ("degraded", "connected, slow"),
+        ConnectionStatus::Open { degraded: true, .. } => ("degraded", "connected, slow"),
+        ConnectionStatus::Open {
+            transport: Transport::LongPoll,
+            ..
+        } => ("live", "live, long-polling"),
         ConnectionStatus::Open { .. } => ("live", "live"),
         ConnectionStatus::Offline => ("offline", "offline"),
         ConnectionStatus::Failed(_) | ConnectionStatus::Closed => ("down", "disconnected"),

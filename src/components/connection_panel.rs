@@ -41,6 +41,15 @@ pub fn connection_panel() -> Html {
                         </span>
                     }
                 </dd>
+                <dt>{ "Transport" }</dt>
+                <dd class="panel__transport" data-testid="transport" data-transport={socket.transport().as_str()}>
+                    { socket.transport().to_string() }
+                    if stats.fallbacks > 0 {
+                        <span class="panel__transport-moves">
+                            { format!(" (fallbacks: {}, back to WebSocket: {})", stats.fallbacks, stats.upgrades) }
+                        </span>
+                    }
+                </dd>
                 <dt>{ "Round trip" }</dt>
                 <dd class="panel__rtt">
                     <span>{ rtt }</span>

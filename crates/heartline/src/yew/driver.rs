@@ -1,8 +1,9 @@
-//! The browser driver: one WebSocket at a time, the core's timers, and the
-//! page's `online`/`offline`/`visibilitychange` signals, all fed to the
-//! sans-IO [`Connection`]. It owns every JS closure and listener it creates
-//! and drops them with the socket or the driver: nothing is leaked with
-//! `Closure::forget`.
+//! The browser driver: one link at a time (a WebSocket, or a long-poll
+//! session where the upgrade is refused), the upgrade probe, the core's
+//! timers, and the page's `online`/`offline`/`visibilitychange` signals, all
+//! fed to the sans-IO [`Connection`]. It owns every JS closure, listener and
+//! fetch it creates and drops them with the link or the driver: nothing is
+//! leaked with `Closure::forget`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -19,10 +20,13 @@ use yew::Callback;
 use crate::core::{
     Action, CancelError, Config, Connection, ConnectionStatus, DeliveryState, Endpoints,
     Event as CoreEvent, FrameData, Inbound, MessageId, Millis, Registry, RestoreError, SendError,
-    SendOptions, SocketId, Stats, SubscriptionGuard, TimelineEntry, TimerKind,
+    SendOptions, SocketId, Stats, SubscriptionGuard, TimelineEntry, TimerKind, Transport,
+    poll::poll_base,
 };
 
 use super::error::SocketError;
+use super::poll::PollLink;
+use super::probe::ProbeSocket;
 
 /// What the driver tells the provider, which turns it into renderable state.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,9 +38,11 @@ pub(crate) enum Notice {
     Timeline(u64),
 }
 
-/// How many browser sockets a provider has created and how many are still
-/// alive (created and not yet closed and released). After any number of
-/// reconnects `live` is at most 1.
+/// How many links (browser WebSockets, or long-poll sessions where the
+/// upgrade is refused) a provider has created and how many are still alive
+/// (created and not yet closed and released). After any number of
+/// reconnects `live` is at most 1. The upgrade probes of the long-poll
+/// fallback are not counted: they never carry the connection.
 ///
 /// ```
 /// let counts = heartline::yew::SocketCounts { created: 21, live: 1 };
@@ -44,9 +50,9 @@ pub(crate) enum Notice {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SocketCounts {
-    /// Sockets opened since the provider mounted.
+    /// Links opened since the provider mounted.
     pub created: u32,
-    /// Sockets not yet closed and released.
+    /// Links not yet closed and released.
     pub live: u32,
 }
 
@@ -68,6 +74,9 @@ pub(crate) struct Driver {
     timeline_seen: Cell<u64>,
     /// The socket written to since its `bufferedAmount` was last reported.
     wrote_on: Cell<Option<SocketId>>,
+    /// The transport of the last link opened (the core only shows it in
+    /// the `Open` status).
+    transport: Cell<Transport>,
     notify: RefCell<Option<Callback<Notice>>>,
     greeting: Rc<RefCell<Option<GreetingCallback>>>,
     counts: Rc<Cell<SocketCounts>>,
@@ -93,9 +102,55 @@ impl std::fmt::Debug for Driver {
 
 #[derive(Default)]
 struct Io {
-    socket: Option<BrowserSocket>,
+    /// The connection's link, connecting or open.
+    link: Option<Link>,
+    /// The upgrade probe, while one runs.
+    probe: Option<ProbeSocket>,
     timers: HashMap<TimerKind, Timeout>,
     listeners: Vec<EventListener>,
+}
+
+/// The connection's link: the core treats both kinds as one socket.
+enum Link {
+    Socket(BrowserSocket),
+    Poll(PollLink),
+}
+
+impl Link {
+    fn id(&self) -> SocketId {
+        match self {
+            Link::Socket(live) => live.id,
+            Link::Poll(poll) => poll.id(),
+        }
+    }
+
+    /// Writes a frame; `false` when the browser refused it at once.
+    fn send(&self, text: String) -> bool {
+        match self {
+            Link::Socket(live) => live.ws.send_with_str(&text).is_ok(),
+            Link::Poll(poll) => {
+                poll.send(text);
+                true
+            }
+        }
+    }
+
+    /// Bytes written and not yet on the wire (a WebSocket's
+    /// `bufferedAmount`) or not yet acknowledged (a poll link's queue).
+    fn buffered_amount(&self) -> u64 {
+        match self {
+            Link::Socket(live) => u64::from(live.ws.buffered_amount()),
+            Link::Poll(poll) => poll.buffered_amount(),
+        }
+    }
+
+    fn close(self, code: u16, reason: &str) {
+        match self {
+            Link::Socket(live) => live.close(code, reason),
+            // Dropping it aborts its fetches and closes the session.
+            Link::Poll(poll) => drop(poll),
+        }
+    }
 }
 
 /// Milliseconds since the epoch, the core's clock.
@@ -132,6 +187,7 @@ impl Driver {
                 pumping: Cell::new(false),
                 timeline_seen: Cell::new(0),
                 wrote_on: Cell::new(None),
+                transport: Cell::new(Transport::WebSocket),
                 notify: RefCell::default(),
                 greeting,
                 counts: Rc::default(),
@@ -158,11 +214,13 @@ impl Driver {
     pub(crate) fn start(&self, notify: Callback<Notice>) {
         *self.notify.borrow_mut() = Some(notify);
         self.listen_to_page();
-        if !web_socket_supported() {
+        // Without WebSocket the core long-polls (or fails, with the
+        // fallback off); either way the page's network state applies.
+        if web_socket_supported() {
+            self.feed(CoreEvent::Start);
+        } else {
             self.feed(CoreEvent::Unsupported);
-            return;
         }
-        self.feed(CoreEvent::Start);
         if !navigator_online() {
             self.feed(CoreEvent::Offline);
         }
@@ -173,10 +231,13 @@ impl Driver {
     pub(crate) fn shutdown(&self) {
         self.feed(CoreEvent::Stop);
         let mut io = self.io.borrow_mut();
-        io.socket = None;
+        let link = io.link.take();
+        let probe = io.probe.take();
         io.timers.clear();
         io.listeners.clear();
         drop(io);
+        // Dropped with no borrow held: a poll link's drop starts its close.
+        drop((link, probe));
         *self.notify.borrow_mut() = None;
     }
 
@@ -258,12 +319,23 @@ impl Driver {
 
     fn perform(&self, action: Action) {
         match action {
-            Action::Open { socket } => self.open(socket),
+            Action::Open { socket, transport } => self.open(socket, transport),
+            Action::Probe { probe } => self.start_probe(probe),
+            Action::EndProbe { probe } => {
+                let ended = {
+                    let mut io = self.io.borrow_mut();
+                    match &io.probe {
+                        Some(running) if running.id() == probe => io.probe.take(),
+                        _ => None,
+                    }
+                };
+                drop(ended);
+            }
             Action::SendFrame { socket, text } => {
                 let failed = {
                     let io = self.io.borrow();
-                    match &io.socket {
-                        Some(live) if live.id == socket => live.ws.send_with_str(&text).is_err(),
+                    match &io.link {
+                        Some(live) if live.id() == socket => !live.send(text),
                         // The core only writes to the socket it opened; a
                         // mismatch means it is already gone.
                         _ => false,
@@ -284,8 +356,8 @@ impl Driver {
             } => {
                 let closing = {
                     let mut io = self.io.borrow_mut();
-                    match &io.socket {
-                        Some(live) if live.id == socket => io.socket.take(),
+                    match &io.link {
+                        Some(live) if live.id() == socket => io.link.take(),
                         _ => None,
                     }
                 };
@@ -333,7 +405,7 @@ impl Driver {
         if kind == TimerKind::Flush {
             // Tell the core what the browser really holds back; it polls
             // again until the buffer drains.
-            let live = self.io.borrow().socket.as_ref().map(|live| live.id);
+            let live = self.io.borrow().link.as_ref().map(Link::id);
             if let Some(event) = live.and_then(|socket| self.buffered_amount(socket)) {
                 self.feed(event);
                 return;
@@ -342,32 +414,82 @@ impl Driver {
         self.feed(CoreEvent::TimerFired(kind));
     }
 
-    /// The live socket's real `bufferedAmount`, if `socket` is still live.
+    /// The live link's real `bufferedAmount`, if `socket` is still live.
     fn buffered_amount(&self, socket: SocketId) -> Option<CoreEvent> {
         let io = self.io.borrow();
-        let live = io.socket.as_ref().filter(|live| live.id == socket)?;
+        let live = io.link.as_ref().filter(|live| live.id() == socket)?;
         Some(CoreEvent::BufferedAmount {
             socket,
-            bytes: u64::from(live.ws.buffered_amount()),
+            bytes: live.buffered_amount(),
         })
     }
 
-    fn open(&self, socket: SocketId) {
+    fn open(&self, socket: SocketId, transport: Transport) {
         // The core closes a socket before it opens the next; dropping any
-        // leftover here keeps "one socket at a time" true regardless.
-        let old = self.io.borrow_mut().socket.take();
+        // leftover here keeps "one link at a time" true regardless.
+        let old = self.io.borrow_mut().link.take();
         drop(old);
+        self.transport.set(transport);
         // The core chose the server for this attempt.
         let url = self.url();
-        match BrowserSocket::open(&url, socket, &self.weak_self, &self.counts) {
-            Ok(live) => self.io.borrow_mut().socket = Some(live),
-            Err(_) => {
-                // A URL the browser rejects outright fails like an attempt.
-                self.events
-                    .borrow_mut()
-                    .push_back(CoreEvent::Error { socket });
+        let opened = match transport {
+            Transport::WebSocket => {
+                BrowserSocket::open(&url, socket, &self.weak_self, &self.counts)
+                    .map(Link::Socket)
+                    .map_err(|_| {
+                        if web_socket_supported() {
+                            // A URL the browser rejects outright fails
+                            // like an attempt.
+                            CoreEvent::Error { socket }
+                        } else {
+                            CoreEvent::Unsupported
+                        }
+                    })
             }
+            Transport::LongPoll => poll_base(&url)
+                .map(|base| Link::Poll(PollLink::open(base, socket, &self.weak_self, &self.counts)))
+                // Not a ws:// or wss:// URL: nowhere to poll.
+                .ok_or(CoreEvent::Error { socket }),
+        };
+        match opened {
+            Ok(link) => self.io.borrow_mut().link = Some(link),
+            Err(event) => self.events.borrow_mut().push_back(event),
         }
+    }
+
+    fn start_probe(&self, probe: SocketId) {
+        // The core ends a probe before it starts the next.
+        let old = self.io.borrow_mut().probe.take();
+        drop(old);
+        let url = self.url();
+        match ProbeSocket::open(&url, probe, &self.weak_self) {
+            Ok(running) => self.io.borrow_mut().probe = Some(running),
+            // No WebSocket, or a URL the browser rejects: the upgrade
+            // cannot work.
+            Err(_) => self
+                .events
+                .borrow_mut()
+                .push_back(CoreEvent::ProbeFailed { probe }),
+        }
+    }
+
+    /// The probe's first outcome: release it and tell the core. Later
+    /// outcomes cannot come (its handlers are detached when it drops).
+    pub(super) fn probe_ended(&self, probe: SocketId, opened: bool) {
+        let ended = {
+            let mut io = self.io.borrow_mut();
+            match &io.probe {
+                Some(running) if running.id() == probe => io.probe.take(),
+                _ => None,
+            }
+        };
+        let Some(ended) = ended else { return };
+        drop(ended);
+        self.feed(if opened {
+            CoreEvent::ProbeOpened { probe }
+        } else {
+            CoreEvent::ProbeFailed { probe }
+        });
     }
 
     // --- the app-facing API, used by SocketHandle -------------------------
@@ -452,6 +574,10 @@ impl Driver {
         self.counts.get()
     }
 
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport.get()
+    }
+
     pub(crate) fn subscribe(
         &self,
         socket_type: &str,
@@ -465,7 +591,7 @@ impl Driver {
     }
 }
 
-fn feed_weak(weak: &Weak<Driver>, event: CoreEvent) {
+pub(super) fn feed_weak(weak: &Weak<Driver>, event: CoreEvent) {
     if let Some(driver) = weak.upgrade() {
         driver.feed(event);
     }

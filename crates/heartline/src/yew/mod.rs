@@ -1,5 +1,6 @@
 //! The browser half of the socket layer (feature `yew`): a thin driver that
-//! feeds the sans-IO [`core`](crate::core) from a real WebSocket, real timers
+//! feeds the sans-IO [`core`](crate::core) from a real WebSocket (or HTTP
+//! long-polling where the upgrade is refused), real timers
 //! and the page's `online`/`offline`/`visibilitychange` events, and the Yew
 //! API components use:
 //!
@@ -20,6 +21,8 @@ mod components;
 mod driver;
 mod error;
 mod hooks;
+mod poll;
+mod probe;
 mod provider;
 mod url;
 

@@ -2,7 +2,7 @@ use gloo_timers::callback::Timeout;
 use yew::prelude::*;
 use yew_hooks::{use_interval, use_update};
 
-use crate::core::ConnectionStatus;
+use crate::core::{ConnectionStatus, Transport};
 use crate::yew::hooks::use_socket;
 
 /// Props of [`ConnectionBanner`].
@@ -24,8 +24,10 @@ fn status_key(status: &ConnectionStatus) -> &'static str {
     match status {
         ConnectionStatus::Idle => "idle",
         ConnectionStatus::Connecting { .. } => "connecting",
-        ConnectionStatus::Open { degraded: false } => "open",
-        ConnectionStatus::Open { degraded: true } => "degraded",
+        ConnectionStatus::Open {
+            degraded: false, ..
+        } => "open",
+        ConnectionStatus::Open { degraded: true, .. } => "degraded",
         ConnectionStatus::Reconnecting { .. } => "reconnecting",
         ConnectionStatus::Offline => "offline",
         ConnectionStatus::Closed => "closed",
@@ -103,7 +105,11 @@ pub fn connection_banner(props: &ConnectionBannerProps) -> Html {
             | ConnectionStatus::Failed(_)
             | ConnectionStatus::Closed
     );
-    let hidden = key == "open" && !*just_connected && waiting == 0;
+    // On the long-poll fallback the banner stays up: the link works, but
+    // through a network that refuses WebSocket, and the user should know.
+    let transport = socket.transport();
+    let hidden =
+        key == "open" && !*just_connected && waiting == 0 && transport == Transport::WebSocket;
     let onclick = {
         let socket = socket.clone();
         Callback::from(move |_: MouseEvent| socket.retry_now())
@@ -116,6 +122,7 @@ pub fn connection_banner(props: &ConnectionBannerProps) -> Html {
             aria-live="polite"
             aria-atomic="true"
             data-status={key}
+            data-transport={transport.as_str()}
             data-waiting={waiting.to_string()}
             hidden={hidden}
         >

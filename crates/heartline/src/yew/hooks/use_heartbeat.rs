@@ -46,7 +46,7 @@ pub fn use_heartbeat() -> HeartbeatInfo {
     use_interval(move || update(), 1_000);
     let stats = socket.stats();
     let (alive, degraded) = match socket.status() {
-        ConnectionStatus::Open { degraded } => (true, degraded),
+        ConnectionStatus::Open { degraded, .. } => (true, degraded),
         _ => (false, false),
     };
     HeartbeatInfo {

@@ -6,7 +6,7 @@ use yew::prelude::*;
 
 use crate::core::{
     CancelError, ConnectionStatus, DeliveryState, Endpoints, Inbound, MessageId, RestoreError,
-    SendError, SendOptions, Stats, TimelineEntry,
+    SendError, SendOptions, Stats, TimelineEntry, Transport,
 };
 use crate::yew::driver::{Driver, SocketCounts};
 use crate::yew::error::{NoProviderError, SocketError};
@@ -156,6 +156,24 @@ impl SocketHandle {
     /// ```
     pub fn status(&self) -> ConnectionStatus {
         self.context.view.status.clone()
+    }
+
+    /// What carries the link: the transport of the open link, or of the
+    /// last attempt while connecting or waiting (WebSocket before the
+    /// first). The core only names it in [`ConnectionStatus::Open`]; this
+    /// also answers in between, e.g. for a `data-transport` attribute.
+    ///
+    /// ```no_run
+    /// # let socket: heartline::yew::SocketHandle = unimplemented!();
+    /// use heartline::core::Transport;
+    /// let polling = socket.transport() == Transport::LongPoll;
+    /// # let _ = polling;
+    /// ```
+    pub fn transport(&self) -> Transport {
+        match self.status() {
+            ConnectionStatus::Open { transport, .. } => transport,
+            _ => self.driver().transport(),
+        }
     }
 
     /// Counters (frames, bytes, reconnects, invalid frames, queued, in
