@@ -55,13 +55,15 @@ impl fmt::Display for Transport {
 ///   one works. Once a long-poll link has worked, a lost one is retried on
 ///   long-polling (up to 3 failed attempts in a row, then alternating
 ///   again), so a server restart does not cost a refused upgrade each
-///   time. Without `WebSocket` at all ([`Event::Unsupported`]
-///   (super::Event::Unsupported)) every attempt does.
+///   time. Without `WebSocket` at all
+///   ([`Event::Unsupported`](super::Event::Unsupported)) every attempt
+///   long-polls.
 /// - While on long-polling, the core probes WebSocket in the background on
-///   the [`probe`](Self::probe) schedule ([`Action::Probe`]
-///   (super::Action::Probe)). When a probe opens, the poll session is
-///   closed and the next attempt is a WebSocket: the outbox is re-sent and
-///   every stream resumes with `since`, so nothing is lost or doubled.
+///   the [`probe`](Self::probe) schedule
+///   ([`Action::Probe`](super::Action::Probe)). When a probe opens, the
+///   poll session is closed and the next attempt is a WebSocket: the
+///   outbox is re-sent and every stream resumes with `since`, so nothing
+///   is lost or doubled.
 ///
 /// ```
 /// use heartline::core::FallbackConfig;

@@ -115,7 +115,7 @@ impl FrameData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Connect (from idle, closed or failed), to
-    /// [`Connection::endpoint`] (or the driver's own URL when it gave the
+    /// [`Connection::endpoint`](super::Connection::endpoint) (or the driver's own URL when it gave the
     /// core none).
     Start,
     /// The socket's `open` event.
@@ -198,7 +198,7 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Open a new link to the URL and report its events with `socket`.
-    /// The URL is [`Connection::endpoint`] (read it when carrying out this
+    /// The URL is [`Connection::endpoint`](super::Connection::endpoint) (read it when carrying out this
     /// action), or the driver's own when it gave the core none.
     /// Any earlier socket has been closed by a preceding [`Action::Close`].
     Open {
@@ -208,7 +208,7 @@ pub enum Action {
         /// [poll base](crate::core::poll::poll_base).
         transport: Transport,
     },
-    /// Open a WebSocket to [`Connection::endpoint`] only to see whether the
+    /// Open a WebSocket to [`Connection::endpoint`](super::Connection::endpoint) only to see whether the
     /// upgrade works (while the live link is long-polling): close it as
     /// soon as it opens and report [`Event::ProbeOpened`], or
     /// [`Event::ProbeFailed`] if it fails first. Nothing is sent on it.
@@ -273,7 +273,7 @@ pub enum Action {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SendOptions {
-    /// Time-to-live overriding [`Config::default_ttl`].
+    /// Time-to-live overriding [`Config::default_ttl`](crate::core::Config::default_ttl).
     pub ttl: Option<Millis>,
 }
 
