@@ -4,7 +4,7 @@
 //! The wire format is [`heartline::core::poll`] (the drivers' side of the
 //! same contract); this module is only its server transport. A poll
 //! session is one connection, exactly like a socket: it gets a [`Peer`]
-//! and a [`Session`], so rooms, presence, typing, acks and errors are the
+//! and a `Session`, so rooms, presence, typing, acks and errors are the
 //! same as on `/ws`, and a poll client and a socket client in one room see
 //! each other. What differs is how frames move:
 //!
@@ -14,7 +14,7 @@
 //!   socket.
 //! - `POST /poll/send?session=S`: the body is a frame array
 //!   ([`decode_frames`]). Each frame takes a token of the same rate limit as
-//!   a socket's frame ([`Admission`]), then goes to [`Session::on_text`], in
+//!   a socket's frame (`Admission`), then goes to `Session::on_text`, in
 //!   order; the sends of one session are handled one at a time. `204`.
 //! - `GET /poll/recv?session=S&after=N`: acknowledges (drops) the frames up
 //!   to `N` and answers a [`PollBatch`] of those above it (at most
@@ -24,7 +24,7 @@
 //!   the buffer carries the close code and reason, and the session is gone.
 //! - `POST /poll/close?session=S`: ends the session at once. `204`.
 //!
-//! Each session has one task (its *pump*, [`PollSession::run`]) that moves
+//! Each session has one task (its *pump*, `PollSession::run`) that moves
 //! the peer's queued frames into a numbered buffer, the way a socket's send
 //! loop writes them. The buffer keeps what the client has not acknowledged,
 //! up to `--send-queue` queue slots (a `Batch`, e.g. a join's history,
