@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use heartline::core::{
-    BackoffConfig, Config, DeliveryState, HeartbeatConfig, HeartbeatStyle, Jitter,
+    BackoffConfig, Config, DeliveryState, FallbackConfig, HeartbeatConfig, HeartbeatStyle, Jitter,
 };
 use heartline::yew::{NoProviderError, SocketError, use_socket_checked};
 use serde_json::json;
@@ -337,6 +337,14 @@ async fn after_twenty_reconnects_the_page_holds_one_socket() {
             factor: 1.5,
             cap: 200,
             jitter: Jitter::Full,
+        },
+        // WebSocket sockets only: during a cut every attempt fails, and with
+        // the fallback on some would be long-poll sessions, whose HTTP
+        // keep-alive connections the browser pools on its own terms. The
+        // fallback's one-link-at-a-time is checked by the core's tests.
+        fallback: FallbackConfig {
+            enabled: false,
+            ..FallbackConfig::default()
         },
         ..fast_config()
     };
