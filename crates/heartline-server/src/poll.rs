@@ -114,6 +114,12 @@ impl Registry {
         self.map().len()
     }
 
+    /// `recv`s held or being answered now, over all sessions.
+    pub(crate) fn recvs_in_progress(&self) -> usize {
+        let sessions: Vec<Arc<PollSession>> = self.map().values().cloned().collect();
+        sessions.iter().map(|s| s.buffer().receiving).sum()
+    }
+
     fn get(&self, id: &str) -> Option<Arc<PollSession>> {
         self.map().get(id).cloned()
     }
@@ -259,7 +265,7 @@ impl Buffer {
 
     /// Whether a `recv` after `after` has something to answer now.
     fn ready(&self, after: u64) -> bool {
-        self.next() > after.saturating_add(1) || self.close.is_some()
+        after.saturating_add(1).max(self.first) < self.next() || self.close.is_some()
     }
 
     /// The frames above `after` (at most [`MAX_RECV_FRAMES`]), and the
