@@ -460,6 +460,33 @@ async fn a_session_not_polled_expires_and_leaves_its_rooms() {
 }
 
 #[tokio::test]
+async fn a_client_that_does_not_poll_is_closed_as_too_slow() {
+    let mut cfg = config();
+    cfg.send_queue = 8;
+    let server = start(cfg).await;
+    let mut ada = Poller::open(&server).await;
+    ada.hello_join("ada", "lobby").await;
+    let mut bob = connect(&server).await;
+    hello(&mut bob, "bob", None).await;
+    join(&mut bob, "lobby", None).await;
+    // Ada does not poll while 20 messages come: more than 8 retained.
+    for i in 0..20 {
+        common::chat(&mut bob, &format!("b{i}"), "lobby", "hi").await;
+    }
+    let (close, before) = ada.until_close().await;
+    assert_eq!(close.code, 1008, "{close:?}");
+    assert!(
+        before.len() <= 16,
+        "retained frames are bounded: {}",
+        before.len()
+    );
+    // Its rooms were left when it closed.
+    assert_eq!(server.state.hub().presence("lobby").users, vec!["bob"]);
+    assert!(eventually(WAIT, || server.state.poll_sessions() == 0).await);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn origin_connection_limit_and_rate_limit() {
     let mut cfg = config();
     cfg.max_connections_per_ip = 2;
