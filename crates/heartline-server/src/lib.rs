@@ -78,6 +78,7 @@ async fn healthz(
             "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
             "connections": state.open_connections(),
             "poll_sessions": state.poll_sessions(),
+            "poll_recvs": state.poll_recvs(),
             "http_connections": state.pending().open(),
             "rooms": state.hub().room_count(),
             "metrics_sampling": state.metrics().is_sampling(),

@@ -312,6 +312,11 @@ impl AppState {
         self.inner.poll.len()
     }
 
+    /// Long-poll `recv`s in progress now (most are held, waiting for a frame).
+    pub fn poll_recvs(&self) -> usize {
+        self.inner.poll.recvs_in_progress()
+    }
+
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
