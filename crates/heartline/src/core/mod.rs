@@ -130,6 +130,7 @@ mod outbox;
 mod pacer;
 pub mod poll;
 mod registry;
+pub mod share;
 mod stats;
 mod status;
 mod streams;

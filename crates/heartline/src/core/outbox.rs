@@ -56,7 +56,7 @@ impl From<String> for MessageId {
 /// assert!(DeliveryState::Failed(MessageFailure::Expired).is_final());
 /// assert!(!DeliveryState::Sent.is_final());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryState {
     /// Waiting in the outbox for an open link.
     Queued,
@@ -86,7 +86,7 @@ impl DeliveryState {
 /// let refused = MessageFailure::Refused { code: "invalid_field".into(), message: "empty".into() };
 /// assert_eq!(refused.to_string(), "refused by the server: empty (invalid_field)");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageFailure {
     /// The server answered with an `error` naming its id; never retried.
     Refused {
@@ -239,11 +239,17 @@ impl Outbox {
     }
 
     pub(crate) fn export(&self) -> Dump {
+        self.export_where(|_| true)
+    }
+
+    /// The entries whose id `keep` accepts, in order.
+    pub(crate) fn export_where(&self, keep: impl Fn(&MessageId) -> bool) -> Dump {
         Dump {
             version: DUMP_VERSION,
             messages: self
                 .entries
                 .iter()
+                .filter(|e| keep(&e.id))
                 .map(|e| DumpEntry {
                     id: e.id.clone(),
                     frame: e.frame.clone(),

@@ -10,7 +10,7 @@ use super::Millis;
 /// let stats = Stats { malformed: 2, duplicates: 1, ..Stats::default() };
 /// assert_eq!(stats.dropped_frames(), 1); // invalid_frames is kept separately
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Frames received on the live socket.
     pub frames_in: u64,

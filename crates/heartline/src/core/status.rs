@@ -13,7 +13,7 @@ use super::{Millis, Transport};
 /// let failed = ConnectionStatus::Failed(FailureReason::AuthRefused { reason: String::new() });
 /// assert_eq!(failed.description(0), "Failed: the server refused our credentials");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ConnectionStatus {
     /// Not started yet.
     #[default]
@@ -137,7 +137,7 @@ impl fmt::Display for ConnectionStatus {
 /// let reason = FailureReason::ConnectFailed { attempts: 11 };
 /// assert_eq!(reason.to_string(), "could not connect after 11 attempts");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FailureReason {
     /// The browser has no WebSocket (or refused to create one).
     Unsupported,

@@ -13,7 +13,9 @@ use super::{BackoffConfig, Jitter, Millis};
 /// assert_eq!(Transport::default(), Transport::WebSocket);
 /// assert_eq!(Transport::LongPoll.to_string(), "long-polling");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Transport {
     /// A WebSocket to the endpoint URL.
     #[default]

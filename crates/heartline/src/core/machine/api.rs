@@ -333,6 +333,55 @@ impl Connection {
             .unwrap_or_else(|_| format!(r#"{{"version":{DUMP_VERSION},"messages":[]}}"#))
     }
 
+    /// [`export_outbox`](Self::export_outbox) limited to the messages whose
+    /// id `keep` accepts: a tab leading a shared connection saves only the
+    /// messages it answers for, the other tabs save their own.
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection, SendOptions};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// let mine = conn.send(0, serde_json::json!({"socketType":"x"}), SendOptions::default()).unwrap();
+    /// let other = conn.send(0, serde_json::json!({"socketType":"y"}), SendOptions::default()).unwrap();
+    /// let saved = conn.export_outbox_where(|id| *id == mine);
+    /// assert!(saved.contains(mine.as_str()) && !saved.contains(other.as_str()));
+    /// ```
+    pub fn export_outbox_where(&self, keep: impl Fn(&MessageId) -> bool) -> String {
+        serde_json::to_string(&self.outbox.export_where(keep))
+            .unwrap_or_else(|_| format!(r#"{{"version":{DUMP_VERSION},"messages":[]}}"#))
+    }
+
+    /// Takes a message out of the outbox because it ended elsewhere (a tab
+    /// that shares its connection forwarded it to the leading tab, whose
+    /// connection reported `state`), without writing anything: it reports
+    /// `state` as this connection's own would. `false` when it is not here.
+    ///
+    /// ```
+    /// use heartline::core::{Action, Config, Connection, DeliveryState, SendOptions};
+    /// let mut conn = Connection::new(Config::default(), 1);
+    /// let id = conn.send(0, serde_json::json!({"socketType":"x"}), SendOptions::default()).unwrap();
+    /// assert!(conn.settle_elsewhere(&id, DeliveryState::Acked));
+    /// assert!(conn.outbox_ids().is_empty());
+    /// assert!(conn.drain_actions().contains(&Action::MessageState { id: id.clone(), state: DeliveryState::Acked }));
+    /// assert!(!conn.settle_elsewhere(&id, DeliveryState::Acked));
+    /// ```
+    pub fn settle_elsewhere(&mut self, id: &MessageId, state: DeliveryState) -> bool {
+        if !state.is_final() {
+            return false;
+        }
+        if self.outbox.remove(id).is_none() {
+            return false;
+        }
+        match &state {
+            DeliveryState::Acked => self.stats.acked += 1,
+            DeliveryState::Failed(_) => self.stats.failed += 1,
+            DeliveryState::Queued | DeliveryState::Sent => {}
+        }
+        self.message_state(id.clone(), state);
+        self.check_drained();
+        self.arm_ttl();
+        true
+    }
+
     /// Restores an exported outbox, appending the messages not already in
     /// it (same id = same message), keeping their ids so the server's
     /// de-duplication makes them count once. Expired ones fail at once. All
