@@ -170,16 +170,16 @@ pub enum TabMessage {
         value: Value,
         /// The stream it resumes, if any.
         stream: Option<String>,
+        /// The frame that ends it on the server, sent when the last tab
+        /// holding it lets go.
+        leave: Option<Value>,
     },
-    /// Follower to leader: the tab let go of a standing subscription;
-    /// `leave` goes to the server if no other tab holds it.
+    /// Follower to leader: the tab let go of a standing subscription.
     Leave {
         /// The tab.
         tab: TabId,
         /// The subscription's key.
         key: String,
-        /// The frame to send when the last holder lets go.
-        leave: Option<Value>,
     },
     /// Leader to all: a reliable message's new state.
     Message {
@@ -267,7 +267,20 @@ pub enum Joined {
 #[derive(Debug, Clone, PartialEq)]
 struct Held {
     stream: Option<String>,
+    leave: Option<Value>,
     tabs: BTreeSet<TabId>,
+}
+
+/// A standing subscription no tab holds any more: the leader removes it
+/// from the connection, forgets its stream and sends its `leave`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Released {
+    /// The subscription's key.
+    pub key: String,
+    /// The stream it resumed.
+    pub stream: Option<String>,
+    /// The frame that ends it on the server.
+    pub leave: Option<Value>,
 }
 
 /// The leader's bookkeeping: which tab holds which standing subscription
@@ -278,10 +291,10 @@ struct Held {
 /// use heartline::core::share::{Joined, ShareHub, TabId};
 /// let (a, b) = (TabId::from("a"), TabId::from("b"));
 /// let mut hub = ShareHub::default();
-/// assert_eq!(hub.hold(&a, "room:lobby", Some("lobby")), Joined::First);
-/// assert_eq!(hub.hold(&b, "room:lobby", Some("lobby")), Joined::Again);
-/// assert!(!hub.release(&a, "room:lobby")); // b still holds it
-/// assert!(hub.release(&b, "room:lobby")); // the last one: leave
+/// assert_eq!(hub.hold(&a, "room:lobby", Some("lobby"), None), Joined::First);
+/// assert_eq!(hub.hold(&b, "room:lobby", Some("lobby"), None), Joined::Again);
+/// assert!(hub.release(&a, "room:lobby").is_none()); // b still holds it
+/// assert!(hub.release(&b, "room:lobby").is_some()); // the last one: leave
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ShareHub {
@@ -296,14 +309,21 @@ impl ShareHub {
     /// use heartline::core::share::{Joined, ShareHub, TabId};
     /// let mut hub = ShareHub::default();
     /// let a = TabId::from("a");
-    /// assert_eq!(hub.hold(&a, "m", None), Joined::First);
-    /// assert_eq!(hub.hold(&a, "m", None), Joined::Again); // a replaced value
+    /// assert_eq!(hub.hold(&a, "m", None, None), Joined::First);
+    /// assert_eq!(hub.hold(&a, "m", None, None), Joined::Again); // a replaced value
     /// ```
-    pub fn hold(&mut self, tab: &TabId, key: &str, stream: Option<&str>) -> Joined {
+    pub fn hold(
+        &mut self,
+        tab: &TabId,
+        key: &str,
+        stream: Option<&str>,
+        leave: Option<Value>,
+    ) -> Joined {
         match self.standing.get_mut(key) {
             Some(held) => {
                 held.tabs.insert(tab.clone());
                 held.stream = stream.map(str::to_owned);
+                held.leave = leave;
                 Joined::Again
             }
             None => {
@@ -311,6 +331,7 @@ impl ShareHub {
                     key.to_owned(),
                     Held {
                         stream: stream.map(str::to_owned),
+                        leave,
                         tabs: BTreeSet::from([tab.clone()]),
                     },
                 );
@@ -319,24 +340,26 @@ impl ShareHub {
         }
     }
 
-    /// `tab` lets go of `key`; `true` when no tab holds it any more (remove
-    /// it from the connection and send its `leave`).
+    /// `tab` lets go of `key`; `Some` when no tab holds it any more
+    /// (remove it from the connection and send its `leave`).
     ///
     /// ```
     /// use heartline::core::share::{ShareHub, TabId};
     /// let mut hub = ShareHub::default();
-    /// assert!(!hub.release(&TabId::from("a"), "never held"));
+    /// assert!(hub.release(&TabId::from("a"), "never held").is_none());
     /// ```
-    pub fn release(&mut self, tab: &TabId, key: &str) -> bool {
-        let Some(held) = self.standing.get_mut(key) else {
-            return false;
-        };
+    pub fn release(&mut self, tab: &TabId, key: &str) -> Option<Released> {
+        let held = self.standing.get_mut(key)?;
         held.tabs.remove(tab);
-        if held.tabs.is_empty() {
-            self.standing.remove(key);
-            return true;
+        if !held.tabs.is_empty() {
+            return None;
         }
-        false
+        let held = self.standing.remove(key)?;
+        Some(Released {
+            key: key.to_owned(),
+            stream: held.stream,
+            leave: held.leave,
+        })
     }
 
     /// `tab` is gone: the keys no tab holds any more, for the leader to
@@ -346,17 +369,23 @@ impl ShareHub {
     /// use heartline::core::share::{ShareHub, TabId};
     /// let (a, b) = (TabId::from("a"), TabId::from("b"));
     /// let mut hub = ShareHub::default();
-    /// hub.hold(&a, "room:x", Some("x"));
-    /// hub.hold(&a, "room:y", Some("y"));
-    /// hub.hold(&b, "room:y", Some("y"));
-    /// assert_eq!(hub.drop_tab(&a), vec![("room:x".to_owned(), Some("x".to_owned()))]);
+    /// hub.hold(&a, "room:x", Some("x"), None);
+    /// hub.hold(&a, "room:y", Some("y"), None);
+    /// hub.hold(&b, "room:y", Some("y"), None);
+    /// let released = hub.drop_tab(&a);
+    /// assert_eq!(released.len(), 1);
+    /// assert_eq!(released[0].key, "room:x");
     /// ```
-    pub fn drop_tab(&mut self, tab: &TabId) -> Vec<(String, Option<String>)> {
+    pub fn drop_tab(&mut self, tab: &TabId) -> Vec<Released> {
         let mut released = Vec::new();
         self.standing.retain(|key, held| {
             held.tabs.remove(tab);
             if held.tabs.is_empty() {
-                released.push((key.clone(), held.stream.clone()));
+                released.push(Released {
+                    key: key.clone(),
+                    stream: held.stream.clone(),
+                    leave: held.leave.clone(),
+                });
                 false
             } else {
                 true
@@ -370,7 +399,7 @@ impl ShareHub {
     /// ```
     /// use heartline::core::share::{ShareHub, TabId};
     /// let mut hub = ShareHub::default();
-    /// hub.hold(&TabId::from("a"), "room:x", Some("x"));
+    /// hub.hold(&TabId::from("a"), "room:x", Some("x"), None);
     /// assert!(hub.follows(&TabId::from("a"), "x"));
     /// assert!(!hub.follows(&TabId::from("b"), "x"));
     /// ```
@@ -385,7 +414,7 @@ impl ShareHub {
     /// ```
     /// use heartline::core::share::{ShareHub, TabId};
     /// let mut hub = ShareHub::default();
-    /// hub.hold(&TabId::from("a"), "room:x", Some("x"));
+    /// hub.hold(&TabId::from("a"), "room:x", Some("x"), None);
     /// assert!(hub.anyone_follows("x") && !hub.anyone_follows("y"));
     /// ```
     pub fn anyone_follows(&self, stream: &str) -> bool {
@@ -399,7 +428,7 @@ impl ShareHub {
     /// ```
     /// use heartline::core::share::{ShareHub, TabId};
     /// let mut hub = ShareHub::default();
-    /// hub.hold(&TabId::from("a"), "k", None);
+    /// hub.hold(&TabId::from("a"), "k", None, None);
     /// assert_eq!(hub.tabs().len(), 1);
     /// ```
     pub fn tabs(&self) -> BTreeSet<TabId> {
@@ -476,7 +505,7 @@ impl ShareHub {
     /// ```
     /// use heartline::core::share::{ShareHub, TabId};
     /// let mut hub = ShareHub::default();
-    /// hub.hold(&TabId::from("a"), "k", None);
+    /// hub.hold(&TabId::from("a"), "k", None, None);
     /// hub.clear();
     /// assert!(hub.tabs().is_empty());
     /// ```
@@ -702,11 +731,11 @@ mod tests {
                 key: "room:x".into(),
                 value: serde_json::json!({"socketType":"join","room":"x"}),
                 stream: Some("x".into()),
+                leave: Some(serde_json::json!({"socketType":"leave","room":"x"})),
             },
             TabMessage::Leave {
                 tab: tab.clone(),
                 key: "room:x".into(),
-                leave: None,
             },
             TabMessage::Message {
                 id: "m-1".into(),
@@ -734,15 +763,29 @@ mod tests {
     fn the_union_leaves_only_with_the_last_tab() {
         let (a, b, c) = (TabId::from("a"), TabId::from("b"), TabId::from("c"));
         let mut hub = ShareHub::default();
-        assert_eq!(hub.hold(&a, "room:x", Some("x")), Joined::First);
-        assert_eq!(hub.hold(&b, "room:x", Some("x")), Joined::Again);
-        assert_eq!(hub.hold(&c, "room:y", Some("y")), Joined::First);
+        let leave_x = serde_json::json!({"socketType":"leave","room":"x"});
+        assert_eq!(
+            hub.hold(&a, "room:x", Some("x"), Some(leave_x.clone())),
+            Joined::First
+        );
+        assert_eq!(
+            hub.hold(&b, "room:x", Some("x"), Some(leave_x.clone())),
+            Joined::Again
+        );
+        assert_eq!(hub.hold(&c, "room:y", Some("y"), None), Joined::First);
         assert!(hub.follows(&a, "x") && !hub.follows(&a, "y"));
-        assert!(!hub.release(&a, "room:x"));
+        assert!(hub.release(&a, "room:x").is_none());
         assert!(hub.anyone_follows("x"));
-        assert_eq!(hub.drop_tab(&b), vec![("room:x".into(), Some("x".into()))]);
+        assert_eq!(
+            hub.drop_tab(&b),
+            vec![Released {
+                key: "room:x".into(),
+                stream: Some("x".into()),
+                leave: Some(leave_x),
+            }]
+        );
         assert!(!hub.anyone_follows("x"));
-        assert!(hub.release(&c, "room:y"));
+        assert!(hub.release(&c, "room:y").is_some());
         assert!(hub.tabs().is_empty());
     }
 

@@ -36,6 +36,11 @@ pub(crate) enum Notice {
     Error(SocketError),
     /// The timeline grew: this many entries were ever logged.
     Timeline(u64),
+    /// Which tab leads a shared connection changed (or how many share it).
+    Share(super::ShareInfo),
+    /// The messages this tab answers for changed without a message state
+    /// (a shared connection moved some between tabs): save them.
+    OutboxChanged,
 }
 
 /// How many links (browser WebSockets, or long-poll sessions where the
@@ -60,9 +65,18 @@ pub struct SocketCounts {
 pub(crate) type GreetingCallback = Callback<(), Option<Value>>;
 
 pub(crate) struct Driver {
-    /// Holds the server URLs too and picks one for every attempt.
-    core: RefCell<Connection>,
-    registry: Registry,
+    /// Holds the server URLs too and picks one for every attempt. While
+    /// this tab follows a shared connection it is never started: it keeps
+    /// the tab's own messages, subscriptions and stream positions, ready
+    /// should the tab lead.
+    pub(crate) core: RefCell<Connection>,
+    pub(crate) registry: Registry,
+    config: Config,
+    urls: Vec<String>,
+    /// Sharing one connection with the browser's other tabs, when on.
+    pub(crate) share: RefCell<Option<super::share::Shared>>,
+    /// The provider's storage key for unsent messages.
+    pub(crate) persist_key: RefCell<Option<String>>,
     io: RefCell<Io>,
     /// Work queued while the driver is busy: events first go through the
     /// core, actions are carried out in order. A handler or callback that
@@ -76,11 +90,11 @@ pub(crate) struct Driver {
     wrote_on: Cell<Option<SocketId>>,
     /// The transport of the last link opened (the core only shows it in
     /// the `Open` status).
-    transport: Cell<Transport>,
+    pub(crate) transport: Cell<Transport>,
     notify: RefCell<Option<Callback<Notice>>>,
     greeting: Rc<RefCell<Option<GreetingCallback>>>,
     counts: Rc<Cell<SocketCounts>>,
-    weak_self: Weak<Driver>,
+    pub(crate) weak_self: Weak<Driver>,
 }
 
 /// Drivers are compared by identity: the same connection or another one.
@@ -154,7 +168,7 @@ impl Link {
 }
 
 /// Milliseconds since the epoch, the core's clock.
-fn now() -> Millis {
+pub(crate) fn now() -> Millis {
     // Date.now() is a positive whole number of ms well inside u64.
     js_sys::Date::now().max(0.0) as Millis
 }
@@ -170,17 +184,15 @@ impl Driver {
     pub(crate) fn new(urls: Vec<String>, config: Config) -> Rc<Driver> {
         Rc::new_cyclic(|weak_self| {
             let registry = Registry::new();
-            let mut core = Connection::new(config, random_seed());
-            core.set_endpoints(urls);
-            core.set_registry(Some(registry.clone()));
             let greeting: Rc<RefCell<Option<GreetingCallback>>> = Rc::default();
-            let provider = Rc::clone(&greeting);
-            core.set_greeting(Some(Box::new(move || {
-                provider.borrow().as_ref().and_then(|make| make.emit(()))
-            })));
+            let core = new_core(&config, &urls, &registry, &greeting);
             Driver {
                 core: RefCell::new(core),
                 registry,
+                config,
+                urls,
+                share: RefCell::default(),
+                persist_key: RefCell::default(),
                 io: RefCell::default(),
                 events: RefCell::default(),
                 actions: RefCell::default(),
@@ -194,6 +206,12 @@ impl Driver {
                 weak_self: weak_self.clone(),
             }
         })
+    }
+
+    /// A new, idle core like the first (a tab that stops leading a shared
+    /// connection starts over with one).
+    pub(crate) fn fresh_core(&self) -> Connection {
+        new_core(&self.config, &self.urls, &self.registry, &self.greeting)
     }
 
     /// The URL in use (connecting or open, or the next attempt's).
@@ -210,10 +228,16 @@ impl Driver {
     }
 
     /// Starts listening to the page and connecting; `notify` receives every
-    /// status, message-state and error change.
-    pub(crate) fn start(&self, notify: Callback<Notice>) {
+    /// status, message-state and error change. With `share`, the tabs of
+    /// this origin elect one to connect and the others go through it.
+    pub(crate) fn start(&self, notify: Callback<Notice>, share: Option<&super::ShareOptions>) {
         *self.notify.borrow_mut() = Some(notify);
         self.listen_to_page();
+        if let Some(share) = share
+            && self.start_sharing(share)
+        {
+            return;
+        }
         // Without WebSocket the core long-polls (or fails, with the
         // fallback off); either way the page's network state applies.
         if web_socket_supported() {
@@ -229,16 +253,23 @@ impl Driver {
     /// Closes the link on purpose and releases the socket, its closures,
     /// every timer and listener. The driver stays usable (`start` again).
     pub(crate) fn shutdown(&self) {
+        self.stop_sharing();
+        self.release_link();
+        self.io.borrow_mut().listeners.clear();
+        *self.notify.borrow_mut() = None;
+    }
+
+    /// Closes the link on purpose (the core stops) and releases the socket,
+    /// the probe and every timer; the page listeners stay.
+    pub(crate) fn release_link(&self) {
         self.feed(CoreEvent::Stop);
         let mut io = self.io.borrow_mut();
         let link = io.link.take();
         let probe = io.probe.take();
         io.timers.clear();
-        io.listeners.clear();
         drop(io);
         // Dropped with no borrow held: a poll link's drop starts its close.
         drop((link, probe));
-        *self.notify.borrow_mut() = None;
     }
 
     fn listen_to_page(&self) {
@@ -248,11 +279,19 @@ impl Driver {
         let mut listeners = Vec::with_capacity(3);
         let weak = self.weak_self.clone();
         listeners.push(EventListener::new(&window, "online", move |_| {
-            feed_weak(&weak, CoreEvent::Online)
+            page_event_weak(&weak, CoreEvent::Online)
         }));
         let weak = self.weak_self.clone();
         listeners.push(EventListener::new(&window, "offline", move |_| {
-            feed_weak(&weak, CoreEvent::Offline)
+            page_event_weak(&weak, CoreEvent::Offline)
+        }));
+        // A tab that closes (or navigates away) says goodbye to the tabs it
+        // shares with; `pagehide` is the last event a page reliably gets.
+        let weak = self.weak_self.clone();
+        listeners.push(EventListener::new(&window, "pagehide", move |_| {
+            if let Some(driver) = weak.upgrade() {
+                driver.stop_sharing();
+            }
         }));
         if let Some(document) = window.document() {
             let weak = self.weak_self.clone();
@@ -261,12 +300,16 @@ impl Driver {
                 &document,
                 "visibilitychange",
                 move |_| {
-                    let event = if doc.visibility_state() == VisibilityState::Hidden {
+                    let hidden = doc.visibility_state() == VisibilityState::Hidden;
+                    let event = if hidden {
                         CoreEvent::Hidden
                     } else {
                         CoreEvent::Visible
                     };
-                    feed_weak(&weak, event)
+                    if let Some(driver) = weak.upgrade() {
+                        driver.share_visibility(!hidden);
+                    }
+                    page_event_weak(&weak, event)
                 },
             ));
         }
@@ -282,7 +325,7 @@ impl Driver {
     /// re-entrant: a nested call only queues, and the outer loop picks it up,
     /// so actions are carried out in the order the core produced them and no
     /// `RefCell` is borrowed while app code (handlers, callbacks) runs.
-    fn pump(&self) {
+    pub(crate) fn pump(&self) {
         if self.pumping.replace(true) {
             return;
         }
@@ -303,6 +346,7 @@ impl Driver {
             self.actions.borrow_mut().extend(produced);
         }
         self.pumping.set(false);
+        self.share_flush();
         // One notice per batch in which the timeline grew (not per frame).
         let version = self.core.borrow().timeline_version();
         if self.timeline_seen.replace(version) != version {
@@ -311,7 +355,7 @@ impl Driver {
     }
 
     /// Queues what a core method (send, cancel, …) left to do, and does it.
-    fn flush_core(&self) {
+    pub(crate) fn flush_core(&self) {
         let produced = self.core.borrow_mut().drain_actions();
         self.actions.borrow_mut().extend(produced);
         self.pump();
@@ -380,15 +424,26 @@ impl Driver {
                 self.io.borrow_mut().timers.remove(&kind);
             }
             Action::Deliver(inbound) => {
-                self.registry.dispatch(&inbound);
+                if self.share_deliver(&inbound) {
+                    self.registry.dispatch(&inbound);
+                }
             }
-            Action::StatusChanged(status) => self.emit(Notice::Status(status)),
-            Action::MessageState { id, state } => self.emit(Notice::Message(id, state)),
+            Action::StatusChanged(status) => {
+                // A follower shows the leader's connection, not its idle core.
+                if !self.following() {
+                    self.share_status_changed();
+                    self.emit(Notice::Status(status));
+                }
+            }
+            Action::MessageState { id, state } => {
+                self.share_message_state(&id, &state);
+                self.emit(Notice::Message(id, state));
+            }
             Action::Report(report) => self.emit(Notice::Error(SocketError::Report(report))),
         }
     }
 
-    fn emit(&self, notice: Notice) {
+    pub(crate) fn emit(&self, notice: Notice) {
         let notify = self.notify.borrow().clone();
         if let Some(notify) = notify {
             notify.emit(notice);
@@ -495,29 +550,67 @@ impl Driver {
     // --- the app-facing API, used by SocketHandle -------------------------
 
     pub(crate) fn send(&self, value: Value, options: SendOptions) -> Result<MessageId, SendError> {
+        // A follower's idle core validates, names and keeps the message;
+        // the leader sends it.
         let result = self.core.borrow_mut().send(now(), value, options);
         self.flush_core();
+        if let Ok(id) = &result
+            && self.following()
+        {
+            self.forward_send(id);
+        }
         result
     }
 
     pub(crate) fn send_volatile(&self, value: Value) -> Result<(), SendError> {
+        if self.following() {
+            return self.forward_volatile(value);
+        }
         let result = self.core.borrow_mut().send_volatile_at(now(), value);
         self.flush_core();
         result
     }
 
     pub(crate) fn cancel(&self, id: &MessageId) -> Result<(), CancelError> {
+        if self.following() {
+            // While the leader's link is open it has most likely written
+            // the message already: too late, as for a tab of its own.
+            if self.core.borrow().delivery_state(id).is_none() {
+                return Err(CancelError::NotFound);
+            }
+            if self.shared_link_open() {
+                return Err(CancelError::InFlight);
+            }
+            let result = self.core.borrow_mut().cancel(id);
+            self.flush_core();
+            if result.is_ok() {
+                self.forward_cancel(id);
+            }
+            return result;
+        }
         let result = self.core.borrow_mut().cancel(id);
         self.flush_core();
         result
     }
 
+    /// Adds a standing subscription; `leave` is what ends it on the server
+    /// (sent by [`leave_standing`](Self::leave_standing)).
     pub(crate) fn add_standing(
         &self,
         key: String,
         value: Value,
         resume_stream: Option<String>,
+        leave: Option<Value>,
     ) -> Result<(), SendError> {
+        let joined = self.share_add_standing(&key, &value, resume_stream.as_deref(), leave);
+        if joined == Some(crate::core::share::Joined::Again) {
+            // The connection follows it for another tab already: show this
+            // tab what a fresh join would have.
+            if let Some(stream) = &resume_stream {
+                self.share_replay_here(stream);
+            }
+            return Ok(());
+        }
         let result = self
             .core
             .borrow_mut()
@@ -526,7 +619,29 @@ impl Driver {
         result
     }
 
+    /// Ends a standing subscription: no longer re-sent, its stream's
+    /// position forgotten (a later join starts from the server's recent
+    /// history), and `leave` sent while the link is open. With a shared
+    /// connection, only once no tab holds it any more.
+    pub(crate) fn leave_standing(&self, key: &str, stream: Option<String>, leave: Option<Value>) {
+        match self.share_leave_standing(key) {
+            // Following: the idle core forgets it, the leader decides.
+            Some(_) if self.following() => {
+                self.core.borrow_mut().remove_standing(key);
+                if let Some(stream) = &stream {
+                    self.core.borrow_mut().forget_stream(stream);
+                }
+            }
+            // Leading, and another tab still holds it.
+            Some(false) => {}
+            Some(true) | None => self.leave_on_connection(key, stream, leave),
+        }
+    }
+
+    /// Stops re-sending a standing message; returns it (the app sends its
+    /// own `leave`).
     pub(crate) fn remove_standing(&self, key: &str) -> Option<Value> {
+        let _ = self.share_leave_standing(key);
         let removed = self.core.borrow_mut().remove_standing(key);
         self.flush_core();
         removed
@@ -537,7 +652,9 @@ impl Driver {
     }
 
     pub(crate) fn export_outbox(&self) -> String {
-        self.core.borrow().export_outbox()
+        // With a shared connection, only the messages this tab answers for.
+        self.own_outbox()
+            .unwrap_or_else(|| self.core.borrow().export_outbox())
     }
 
     pub(crate) fn restore_outbox(&self, json: &str) -> Result<Vec<MessageId>, RestoreError> {
@@ -547,7 +664,8 @@ impl Driver {
     }
 
     pub(crate) fn outbox_is_empty(&self) -> bool {
-        self.core.borrow().outbox_ids().is_empty()
+        self.own_outbox_is_empty()
+            .unwrap_or_else(|| self.core.borrow().outbox_ids().is_empty())
     }
 
     pub(crate) fn delivery_state(&self, id: &MessageId) -> Option<DeliveryState> {
@@ -555,11 +673,15 @@ impl Driver {
     }
 
     pub(crate) fn status(&self) -> ConnectionStatus {
-        self.core.borrow().status()
+        self.shared_status()
+            .unwrap_or_else(|| self.core.borrow().status())
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.core.borrow().stats()
+        match self.shared_link() {
+            Some(link) => link.stats,
+            None => self.core.borrow().stats(),
+        }
     }
 
     pub(crate) fn timeline(&self) -> Vec<TimelineEntry> {
@@ -575,7 +697,10 @@ impl Driver {
     }
 
     pub(crate) fn transport(&self) -> Transport {
-        self.transport.get()
+        match self.shared_link() {
+            Some(link) => link.transport,
+            None => self.transport.get(),
+        }
     }
 
     pub(crate) fn subscribe(
@@ -589,6 +714,32 @@ impl Driver {
     pub(crate) fn last(&self, socket_type: &str) -> Option<Inbound> {
         self.registry.last(socket_type)
     }
+}
+
+/// The page's network and visibility events: for the core that holds the
+/// link (a follower's idle core must not start on `online`).
+fn page_event_weak(weak: &Weak<Driver>, event: CoreEvent) {
+    if let Some(driver) = weak.upgrade()
+        && !driver.following()
+    {
+        driver.feed(event);
+    }
+}
+
+fn new_core(
+    config: &Config,
+    urls: &[String],
+    registry: &Registry,
+    greeting: &Rc<RefCell<Option<GreetingCallback>>>,
+) -> Connection {
+    let mut core = Connection::new(config.clone(), random_seed());
+    core.set_endpoints(urls.to_vec());
+    core.set_registry(Some(registry.clone()));
+    let provider = Rc::clone(greeting);
+    core.set_greeting(Some(Box::new(move || {
+        provider.borrow().as_ref().and_then(|make| make.emit(()))
+    })));
+    core
 }
 
 pub(super) fn feed_weak(weak: &Weak<Driver>, event: CoreEvent) {

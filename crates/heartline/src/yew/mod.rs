@@ -15,7 +15,9 @@
 //! - [`use_latest_message`] / [`use_message_fold`]: coalescing
 //!   subscriptions that re-render at most once per animation frame;
 //! - [`use_heartbeat`] / [`use_rtt_history`]: round-trip time and liveness;
-//! - [`ConnectionBanner`]: the connection's state for people.
+//! - [`ConnectionBanner`]: the connection's state for people;
+//! - [`ShareOptions`]: one connection per browser, not per tab (the tabs
+//!   elect a leader that holds the socket; see [`crate::core::share`]).
 
 mod components;
 mod driver;
@@ -24,6 +26,7 @@ mod hooks;
 mod poll;
 mod probe;
 mod provider;
+mod share;
 mod url;
 
 pub use components::{ConnectionBanner, ConnectionBannerProps};
@@ -35,4 +38,5 @@ pub use hooks::{
     use_standing, use_subscription,
 };
 pub use provider::{SocketProvider, SocketProviderProps};
+pub use share::{Election, ShareInfo, ShareOptions};
 pub use url::{resolve_against_page, resolve_socket_url};

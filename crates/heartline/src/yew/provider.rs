@@ -8,6 +8,7 @@ use yew::prelude::*;
 
 use crate::core::{Config, ConnectionStatus, DeliveryState, MessageId};
 
+use super::ShareOptions;
 use super::driver::{Driver, Notice};
 use super::error::SocketError;
 use super::url::resolve_against_page;
@@ -71,6 +72,20 @@ pub struct SocketProviderProps {
     /// must present the same identity (e.g. a token kept in localStorage).
     #[prop_or_default]
     pub persist_key: Option<AttrValue>,
+    /// Shares one connection between the tabs of this origin that use the
+    /// same [`ShareOptions::name`]: they elect a leader (Web Locks, or a
+    /// BroadcastChannel protocol where locks are missing), only the leader
+    /// opens a link, and the others send and receive through it with the
+    /// same hooks and message states. Subscriptions are the union over the
+    /// tabs; each tab receives the frames of the streams it subscribed to
+    /// and every frame of no stream. When the leader closes or crashes,
+    /// another tab takes over at once and reconnects. With `persist_key`,
+    /// each tab saves its own unsent messages under
+    /// `<persist_key>#tab:<id>`, and the leader adopts those of tabs that are
+    /// gone: nothing is lost and every message goes out once. `None` (the
+    /// default) gives every tab its own connection.
+    #[prop_or_default]
+    pub share: Option<ShareOptions>,
     /// The components that use the socket.
     #[prop_or_default]
     pub children: Html,
@@ -84,6 +99,8 @@ pub(crate) struct SocketView {
     /// Finished (acked/failed) ids, oldest first, for forgetting.
     finished: VecDeque<MessageId>,
     pub(crate) last_error: Option<SocketError>,
+    /// Which tab leads a shared connection.
+    pub(crate) share: Option<super::ShareInfo>,
     /// Timeline entries ever logged: a new entry changes the context.
     pub(crate) timeline_version: u64,
     /// Bumped on every change: consumers compare it instead of the maps.
@@ -111,6 +128,8 @@ impl Reducible for SocketView {
             }
             Notice::Error(error) => next.last_error = Some(error),
             Notice::Timeline(version) => next.timeline_version = version,
+            Notice::Share(info) => next.share = Some(info),
+            Notice::OutboxChanged => {}
         }
         Rc::new(next)
     }
@@ -182,8 +201,13 @@ pub fn socket_provider(props: &SocketProviderProps) -> Html {
         let dispatcher = view.dispatcher();
         let carried_outbox = carried_outbox.clone();
         let on_error = on_error.clone();
-        let deps = (Rc::clone(&*driver), props.persist_key.clone());
-        use_effect_with(deps, move |(driver, persist_key)| {
+        let deps = (
+            Rc::clone(&*driver),
+            props.persist_key.clone(),
+            props.share.clone(),
+        );
+        use_effect_with(deps, move |(driver, persist_key, share)| {
+            *driver.persist_key.borrow_mut() = persist_key.as_deref().map(str::to_owned);
             let weak = Rc::downgrade(driver);
             let save_to = persist_key.clone();
             let notify = Callback::from(move |notice: Notice| {
@@ -196,20 +220,26 @@ pub fn socket_provider(props: &SocketProviderProps) -> Html {
                     }
                     // Every change of the outbox is saved at once: a reload
                     // may come at any moment.
-                    Notice::Message(..) => {
+                    Notice::Message(..) | Notice::OutboxChanged => {
                         if let (Some(key), Some(driver)) = (&save_to, weak.upgrade()) {
                             save_outbox(key, &driver);
                         }
                     }
-                    Notice::Status(_) | Notice::Timeline(_) => {}
+                    Notice::Status(_) | Notice::Timeline(_) | Notice::Share(_) => {}
                 }
                 dispatcher.dispatch(notice);
             });
-            driver.start(notify);
+            driver.start(notify, share.as_ref());
             // Unsent messages of the connection this one replaces, else those
-            // saved by an earlier page.
+            // saved by an earlier page (with a shared connection, the leader
+            // adopts those: this tab's key is new).
             let carried = carried_outbox.borrow_mut().take();
-            let saved = carried.or_else(|| persist_key.as_deref().and_then(load_outbox));
+            let saved = carried.or_else(|| {
+                if share.is_some() {
+                    return None;
+                }
+                persist_key.as_deref().and_then(load_outbox)
+            });
             if let Some(Err(error)) = saved.map(|json| driver.restore_outbox(&json)) {
                 warn(&format!(
                     "heartline: could not restore unsent messages: {error}"
@@ -254,6 +284,10 @@ fn save_outbox(key: &str, driver: &Driver) {
     let Some(storage) = local_storage() else {
         return;
     };
+    // A tab sharing its connection saves only its own messages, under its
+    // own key.
+    let own_key = driver.own_storage_key(key);
+    let key = own_key.as_deref().unwrap_or(key);
     let result = if driver.outbox_is_empty() {
         storage.remove_item(key)
     } else {

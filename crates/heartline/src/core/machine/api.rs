@@ -382,6 +382,18 @@ impl Connection {
         true
     }
 
+    /// The largest frame this connection writes: the configured limit, or
+    /// the server's announced one when smaller.
+    ///
+    /// ```
+    /// use heartline::core::{Config, Connection};
+    /// let conn = Connection::new(Config { max_frame_bytes: 1_000, ..Config::default() }, 1);
+    /// assert_eq!(conn.max_frame_bytes(), 1_000);
+    /// ```
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_out_frame()
+    }
+
     /// Restores an exported outbox, appending the messages not already in
     /// it (same id = same message), keeping their ids so the server's
     /// de-duplication makes them count once. Expired ones fail at once. All

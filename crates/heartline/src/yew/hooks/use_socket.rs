@@ -281,7 +281,57 @@ impl SocketHandle {
         resume_stream: Option<String>,
     ) -> Result<(), SendError> {
         self.driver()
-            .add_standing(key.into(), message, resume_stream)
+            .add_standing(key.into(), message, resume_stream, None)
+    }
+
+    /// [`add_standing`](Self::add_standing) with the frame that ends it on
+    /// the server, sent by [`leave_standing`](Self::leave_standing). Tabs
+    /// that share one connection subscribe to the union of their standing
+    /// messages: the `leave` goes out only when the last tab lets go.
+    ///
+    /// ```no_run
+    /// # let socket: heartline::yew::SocketHandle = unimplemented!();
+    /// let join = serde_json::json!({"socketType": "join", "room": "lobby"});
+    /// let leave = serde_json::json!({"socketType": "leave", "room": "lobby"});
+    /// let _ = socket.add_standing_with_leave("room:lobby", join, Some("lobby".into()), Some(leave));
+    /// ```
+    pub fn add_standing_with_leave(
+        &self,
+        key: impl Into<String>,
+        message: Value,
+        resume_stream: Option<String>,
+        leave: Option<Value>,
+    ) -> Result<(), SendError> {
+        self.driver()
+            .add_standing(key.into(), message, resume_stream, leave)
+    }
+
+    /// Ends a standing message: no longer re-sent, the position of
+    /// `stream` forgotten (a later join starts from the server's recent
+    /// history), and `leave` sent as a volatile message while the link is
+    /// open (a closed link means the server already forgot the
+    /// membership). With a shared connection, the `leave` goes out only
+    /// when no other tab holds the subscription.
+    ///
+    /// ```no_run
+    /// # let socket: heartline::yew::SocketHandle = unimplemented!();
+    /// let leave = serde_json::json!({"socketType": "leave", "room": "lobby"});
+    /// socket.leave_standing("room:lobby", Some("lobby".into()), Some(leave));
+    /// ```
+    pub fn leave_standing(&self, key: &str, stream: Option<String>, leave: Option<Value>) {
+        self.driver().leave_standing(key, stream, leave);
+    }
+
+    /// Which tab leads the shared connection, when the provider shares one
+    /// with the browser's other tabs ([`SocketProviderProps::share`](crate::yew::SocketProviderProps::share)).
+    ///
+    /// ```no_run
+    /// # let socket: heartline::yew::SocketHandle = unimplemented!();
+    /// let leading = socket.share().is_some_and(|info| info.leading());
+    /// # let _ = leading;
+    /// ```
+    pub fn share(&self) -> Option<crate::yew::ShareInfo> {
+        self.context.view.share.clone()
     }
 
     /// Stops re-sending a standing message (the app sends its own `leave`).
@@ -376,11 +426,6 @@ impl SocketHandle {
     /// ```
     pub fn endpoints(&self) -> Endpoints {
         self.driver().endpoints()
-    }
-
-    /// The status right now (not as of the last render).
-    pub(crate) fn live_status(&self) -> ConnectionStatus {
-        self.driver().status()
     }
 
     pub(crate) fn report(&self, error: SocketError) {

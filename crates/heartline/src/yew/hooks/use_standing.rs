@@ -67,7 +67,12 @@ where
     use_effect_with(deps, move |(_, key, subscribe, leave, stream)| {
         let added = serde_json::to_value(subscribe)
             .map_err(|_| SendError::NotAnObject)
-            .and_then(|frame| socket.add_standing(key.clone(), frame, stream.clone()));
+            .and_then(|frame| {
+                let leave = leave
+                    .as_ref()
+                    .and_then(|leave| serde_json::to_value(leave).ok());
+                socket.add_standing_with_leave(key.clone(), frame, stream.clone(), leave)
+            });
         if let Err(error) = &added {
             socket.report(SocketError::Standing {
                 key: key.clone(),
@@ -83,21 +88,13 @@ where
             if added.is_err() {
                 return;
             }
-            socket.remove_standing(&key);
             // The component that followed the stream is gone; a later one
-            // starts from the server's recent history, not from here.
-            if let Some(stream) = &stream {
-                socket.forget_stream(stream);
-            }
-            if let Some(leave) = leave
-                && socket.live_status().is_open()
-            {
-                // Volatile: a leave must not wait for (or replay on) a later
-                // link, where the server no longer has the membership. Lost
-                // when refused (congested, over the rate); the next join
-                // starts afresh.
-                let _ = socket.send_volatile(leave);
-            }
+            // starts from the server's recent history, not from here. The
+            // leave is volatile: it must not wait for (or replay on) a later
+            // link, where the server no longer has the membership; lost
+            // when refused (congested, over the rate), and the next join
+            // starts afresh.
+            socket.leave_standing(&key, stream, leave);
         }
     });
 }
