@@ -1,5 +1,14 @@
 //! Headless Chromium over WebDriver: a private chromedriver on a free port and
 //! one session, with polling waits and DevTools emulation.
+//!
+//! One session can drive several windows ([`Browser::open_window`]): they
+//! share the origin's localStorage, `BroadcastChannel` and Web Locks. Every
+//! WebDriver command and every DevTools command ([`Browser::cdp`]) acts on the
+//! *current* window only ([`Browser::switch_to`]). A window can be hidden for
+//! real ([`Browser::hide_window`]: minimized, so its document turns `hidden`
+//! and gets `visibilitychange`) and killed like a renderer crash
+//! ([`Browser::crash_window`]: no `pagehide`/`unload`, its Web Locks are
+//! released).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,6 +44,13 @@ pub const THROTTLING_SWITCHES: &[&str] = &[
     "disable-background-timer-throttling",
     "disable-backgrounding-occluded-windows",
 ];
+
+/// How long [`Browser::hide_window`] and [`Browser::show_window`] wait for
+/// the page to report its new visibility.
+const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Browser::crash_window`] waits for the page to be gone.
+const CRASH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Debian's browser binary (`/usr/bin/chromium` is a wrapper script).
 const DEBIAN_CHROMIUM: &str = "/usr/lib/chromium/chromium";
@@ -353,6 +369,214 @@ impl Browser {
         let element = self.wait_for(css, timeout).await?;
         element.send_keys(Key::Enter).await?;
         Ok(())
+    }
+
+    /// The current window: the one every command acts on.
+    pub async fn window(&self) -> Result<WindowHandle> {
+        Ok(self.driver()?.window().await?)
+    }
+
+    /// Every open window of the session, crashed ones included, in
+    /// chromedriver's order.
+    pub async fn windows(&self) -> Result<Vec<WindowHandle>> {
+        Ok(self.driver()?.windows().await?)
+    }
+
+    /// Opens a new top-level window (WebDriver New Window, type `window`: its
+    /// own OS window, not a tab beside the current one) in this session,
+    /// makes it the current window and loads `url` there, waiting for the
+    /// load event. It shares the session's profile: localStorage,
+    /// `BroadcastChannel` and Web Locks of the same origin.
+    ///
+    /// A window rather than a tab because a tab hides its sibling tabs when
+    /// it is brought to the front, and [`Browser::switch_to`] brings it to
+    /// the front: tabs of one window cannot be driven one after the other
+    /// without their visibility flapping. Windows stay `visible` until
+    /// [`Browser::hide_window`].
+    pub async fn open_window(&self, url: &str) -> Result<WindowHandle> {
+        let driver = self.driver()?;
+        let window = driver.new_window().await?;
+        driver.switch_to_window(window.clone()).await?;
+        driver.goto(url).await?;
+        Ok(window)
+    }
+
+    /// Makes `window` the current window: [`Browser::execute`],
+    /// [`Browser::cdp`], [`Browser::goto`], the waits and element lookups act
+    /// on it from now on. It also gives that window the focus (the page sees
+    /// `focus`, the previous one `blur`) and brings it to the front of its
+    /// OS window; it does not restore a window minimized by
+    /// [`Browser::hide_window`].
+    pub async fn switch_to(&self, window: &WindowHandle) -> Result<()> {
+        Ok(self.driver()?.switch_to_window(window.clone()).await?)
+    }
+
+    /// Closes `window` the normal way (WebDriver Close Window, like the
+    /// user closing it): its page gets `pagehide` and `unload`, and the
+    /// browser releases its Web Locks. Afterwards the current window is the
+    /// one that was current before, or, when `window` itself was current,
+    /// the first remaining window (none when it was the last). Also closes a
+    /// window killed by [`Browser::crash_window`].
+    pub async fn close_window(&self, window: &WindowHandle) -> Result<()> {
+        let driver = self.driver()?;
+        let previous = driver.window().await.ok();
+        driver.switch_to_window(window.clone()).await?;
+        driver.close_window().await?;
+        let remaining = driver.windows().await?;
+        let next = previous
+            .filter(|previous| remaining.contains(previous))
+            .or_else(|| remaining.into_iter().next());
+        if let Some(next) = next {
+            driver.switch_to_window(next).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `script` (as [`Browser::execute`]) in `window`, then makes the
+    /// window that was current before current again.
+    pub async fn execute_in(
+        &self,
+        window: &WindowHandle,
+        script: &str,
+        args: Vec<Value>,
+    ) -> Result<Value> {
+        self.in_window(window, async || self.execute(script, args).await)
+            .await
+    }
+
+    /// [`Browser::wait_until`] in `window`, then makes the window that was
+    /// current before current again.
+    pub async fn wait_until_in(
+        &self,
+        window: &WindowHandle,
+        what: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<Value> {
+        self.in_window(window, async || {
+            self.wait_until(what, script, timeout).await
+        })
+        .await
+    }
+
+    /// Hides `window` for real: minimizes its OS window (DevTools
+    /// `Browser.setWindowBounds`, `windowState: "minimized"`), so its
+    /// document's `visibilityState` turns `"hidden"` and it gets a
+    /// `visibilitychange` event, as when a user minimizes a window. Waits
+    /// until the page says `hidden`; the current window stays what it was.
+    /// Every tab of that OS window is hidden with it (windows from
+    /// [`Browser::open_window`] have one tab). Scripts still run in a hidden
+    /// window ([`Browser::execute_in`], [`Browser::switch_to`] does not
+    /// restore it), and with chromedriver's default switches its timers are
+    /// not throttled (see [`THROTTLING_SWITCHES`]).
+    ///
+    /// Not `Emulation.setFocusEmulationEnabled`: while that is on, a
+    /// minimized page stays `visible`.
+    pub async fn hide_window(&self, window: &WindowHandle) -> Result<()> {
+        self.set_window_state(window, "minimized", "hidden").await
+    }
+
+    /// Shows a window hidden by [`Browser::hide_window`] again: restores its
+    /// OS window (`windowState: "normal"`) and waits until its document's
+    /// `visibilityState` is `"visible"` (it gets a `visibilitychange`
+    /// event). The current window stays what it was.
+    pub async fn show_window(&self, window: &WindowHandle) -> Result<()> {
+        self.set_window_state(window, "normal", "visible").await
+    }
+
+    /// Kills `window`'s page abruptly, like a renderer crash (DevTools
+    /// `Page.crash`): no `pagehide`, `unload` or `beforeunload` handler
+    /// runs, and the browser releases the page's Web Locks (another window
+    /// waiting on one gets it within a few tens of milliseconds here) and
+    /// its `BroadcastChannel`s. The window stays open, showing the crash
+    /// page: it is still in [`Browser::windows`], every command in it fails
+    /// with "tab crashed", and [`Browser::close_window`] closes it. The
+    /// current window stays what it was (the crashed one if it was current).
+    ///
+    /// The renderer process is what crashes: a window sharing that process
+    /// would die too. Windows from [`Browser::open_window`] get a process
+    /// each here, but Chromium shares processes past its process limit.
+    pub async fn crash_window(&self, window: &WindowHandle) -> Result<()> {
+        self.in_window(window, async || {
+            // chromedriver answers the command with "tab crashed" when it
+            // took; anything else that fails is checked below.
+            let _ = self.cdp("Page.crash", json!({})).await;
+            let deadline = Instant::now() + CRASH_TIMEOUT;
+            loop {
+                match self.execute("return 1;", Vec::new()).await {
+                    Err(Error::WebDriver(e)) if e.to_string().contains("tab crashed") => {
+                        return Ok(());
+                    }
+                    _ if Instant::now() >= deadline => {
+                        return Err(Error::timeout("the window's page to crash", CRASH_TIMEOUT));
+                    }
+                    _ => tokio::time::sleep(POLL).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Minimizes or restores `window`'s OS window and waits for its page's
+    /// `visibilityState` to be `visibility`.
+    async fn set_window_state(
+        &self,
+        window: &WindowHandle,
+        state: &str,
+        visibility: &str,
+    ) -> Result<()> {
+        self.in_window(window, async || {
+            // Browser-domain commands name their window; they are sent
+            // through the target window's own DevTools session (the
+            // current window may be closed or crashed).
+            let target = self
+                .cdp(
+                    "Browser.getWindowForTarget",
+                    json!({ "targetId": window.to_string() }),
+                )
+                .await?;
+            let id = target
+                .get("windowId")
+                .cloned()
+                .ok_or_else(|| Error::Other(format!("no windowId for {window}: {target}")))?;
+            self.cdp(
+                "Browser.setWindowBounds",
+                json!({ "windowId": id, "bounds": { "windowState": state } }),
+            )
+            .await?;
+            self.wait_until(
+                &format!("the page's visibilityState to be {visibility:?}"),
+                &format!("return document.visibilityState === {visibility:?};"),
+                VISIBILITY_TIMEOUT,
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `f` with `window` current, then makes the window that was
+    /// current before current again (when there was one, other than
+    /// `window`, and it is still open). `f`'s error wins over one from
+    /// switching back.
+    async fn in_window<T>(
+        &self,
+        window: &WindowHandle,
+        f: impl AsyncFnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let driver = self.driver()?;
+        let previous = driver.window().await.ok();
+        driver.switch_to_window(window.clone()).await?;
+        let result = f().await;
+        if let Some(previous) = previous
+            && previous != *window
+        {
+            let back = driver.switch_to_window(previous).await;
+            if result.is_ok() {
+                back?;
+            }
+        }
+        result
     }
 
     /// Ends the session (closing Chromium) and stops chromedriver.

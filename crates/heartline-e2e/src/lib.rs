@@ -36,6 +36,9 @@ pub use browser::{Browser, BrowserOptions, CHROMIUM_ARGS, ColorScheme};
 pub use error::{Error, Result};
 pub use http::{HttpResponse, http_request};
 pub use stack::{Db, ProxyMode, Stack, StackOptions};
+/// A window of a [`Browser`] session (chromedriver uses the page's DevTools
+/// target id).
+pub use thirtyfour::WindowHandle;
 
 /// How often conditions are polled.
 pub const POLL: std::time::Duration = std::time::Duration::from_millis(100);
