@@ -7,7 +7,7 @@ use yew_router::prelude::*;
 
 use crate::components::app_header::AppHeader;
 use crate::components::name_prompt::NamePrompt;
-use crate::config::{socket_config, socket_urls};
+use crate::config::{share_options, socket_config, socket_urls};
 use crate::hooks::use_display_name::use_display_name;
 use crate::pages::chat::ChatPage;
 use crate::pages::connection::ConnectionPage;
@@ -118,6 +118,7 @@ fn connected(props: &ConnectedProps) -> Html {
             config={(*config).clone()}
             greeting={greeting}
             persist_key={AttrValue::from(keys.outbox.clone())}
+            share={share_options(&keys.outbox)}
         >
             <SessionKeeper token_key={token_key} />
             <div class="shell">

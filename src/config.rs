@@ -104,6 +104,20 @@ pub fn socket_url() -> String {
         .unwrap_or_else(|| "/ws".to_owned())
 }
 
+/// How the app's tabs share one connection: on by default, one group per
+/// list of servers (named like the saved outbox). `?share=off` gives the
+/// tab a connection of its own; `?share=broadcast` elects the leader over
+/// BroadcastChannel only, as in browsers without Web Locks.
+pub fn share_options(scope: &str) -> Option<heartline::yew::ShareOptions> {
+    let mut options = heartline::yew::ShareOptions::new(scope.to_owned());
+    match query_param("share").as_deref() {
+        Some("off") => return None,
+        Some("broadcast") => options.election = heartline::yew::Election::BroadcastOnly,
+        _ => {}
+    }
+    Some(options)
+}
+
 fn query_param(name: &str) -> Option<String> {
     let search = web_sys::window()?.location().search().ok()?;
     let raw = search.trim_start_matches('?').split('&').find_map(|pair| {

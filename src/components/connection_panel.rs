@@ -6,6 +6,24 @@ use yew::prelude::*;
 use crate::components::sparkline::Sparkline;
 use crate::format::bytes;
 
+/// Who holds the connection shared by this browser's tabs, for people.
+fn share_line(share: &heartline::yew::ShareInfo) -> String {
+    let how = if share.locks { "" } else { " (elected without Web Locks)" };
+    match (&share.leader, share.leading()) {
+        (_, true) => format!(
+            "This tab ({}) holds the connection for {} {}{how}",
+            share.tab,
+            share.tabs,
+            if share.tabs == 1 { "tab" } else { "tabs" }
+        ),
+        (Some(leader), false) => format!(
+            "Tab {leader} holds the connection; this tab ({}) goes through it{how}",
+            share.tab
+        ),
+        (None, false) => format!("Looking for the tab that holds the connection{how}"),
+    }
+}
+
 /// Round-trip samples the sparkline spans.
 const RTT_WINDOW: usize = 60;
 
@@ -50,6 +68,16 @@ pub fn connection_panel() -> Html {
                         </span>
                     }
                 </dd>
+                if let Some(share) = socket.share() {
+                    <dt>{ "Tabs" }</dt>
+                    <dd class="panel__share" data-testid="share"
+                        data-role={if share.leading() { "leader" } else { "follower" }}
+                        data-tab={share.tab.clone()}
+                        data-leader={share.leader.clone()}
+                        data-tabs={share.tabs.to_string()}>
+                        { share_line(&share) }
+                    </dd>
+                }
                 <dt>{ "Round trip" }</dt>
                 <dd class="panel__rtt">
                     <span>{ rtt }</span>

@@ -75,6 +75,9 @@ pub(crate) struct Driver {
     urls: Vec<String>,
     /// Sharing one connection with the browser's other tabs, when on.
     pub(crate) share: RefCell<Option<super::share::Shared>>,
+    /// This tab's standing subscriptions with their `leave` frames (the
+    /// connection, when shared, subscribes to the union over the tabs).
+    pub(crate) own_standing: RefCell<std::collections::BTreeMap<String, super::share::OwnStanding>>,
     /// The provider's storage key for unsent messages.
     pub(crate) persist_key: RefCell<Option<String>>,
     io: RefCell<Io>,
@@ -192,6 +195,7 @@ impl Driver {
                 config,
                 urls,
                 share: RefCell::default(),
+                own_standing: RefCell::default(),
                 persist_key: RefCell::default(),
                 io: RefCell::default(),
                 events: RefCell::default(),

@@ -114,6 +114,11 @@ pub fn connection_banner(props: &ConnectionBannerProps) -> Html {
         let socket = socket.clone();
         Callback::from(move |_: MouseEvent| socket.retry_now())
     };
+    // With a shared connection: which tab this is and which one leads.
+    let share = socket.share();
+    let share_role = share
+        .as_ref()
+        .map(|info| if info.leading() { "leader" } else { "follower" });
 
     html! {
         <div
@@ -124,6 +129,9 @@ pub fn connection_banner(props: &ConnectionBannerProps) -> Html {
             data-status={key}
             data-transport={transport.as_str()}
             data-waiting={waiting.to_string()}
+            data-share={share_role}
+            data-tab={share.as_ref().map(|info| info.tab.clone())}
+            data-leader={share.as_ref().and_then(|info| info.leader.clone())}
             hidden={hidden}
         >
             <span class="hl-banner__message">{ message }</span>

@@ -20,7 +20,7 @@ mod channel;
 mod election;
 mod lock;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 use yew::AttrValue;
@@ -158,7 +158,6 @@ pub(crate) struct Shared {
     /// The leader's bookkeeping (empty while following).
     hub: ShareHub,
     cache: ReplayCache,
-    own_standing: BTreeMap<String, OwnStanding>,
     /// The last state the leader sent (followers).
     link: Option<LinkState>,
     /// When each other tab was last heard from, and whether it was visible.
@@ -235,7 +234,6 @@ impl Driver {
             ticks: 0,
             hub: ShareHub::default(),
             cache: ReplayCache::new(REPLAY_PER_STREAM),
-            own_standing: BTreeMap::new(),
             link: None,
             heard: HashMap::new(),
             departed: BTreeSet::new(),
@@ -323,12 +321,13 @@ impl Driver {
     }
 
     fn become_leader(&self) {
+        let own_standing = self.own_standing.borrow().clone();
         let Some((me, previous, departed)) = self.shared(|s| {
             s.role = Role::Leader;
             s.hub.clear();
             s.cache.clear();
             let me = s.me.clone();
-            for (key, own) in &s.own_standing {
+            for (key, own) in &own_standing {
                 s.hub
                     .hold(&me, key, own.stream.as_deref(), own.leave.clone());
             }
@@ -378,10 +377,7 @@ impl Driver {
                 hub.and_then(|h| h.owner(id))
                     .is_none_or(|owner| *owner == me)
             });
-            let standing = share
-                .as_ref()
-                .map(|s| s.own_standing.clone())
-                .unwrap_or_default();
+            let standing = self.own_standing.borrow().clone();
             let positions: Vec<(String, Option<u64>, Option<u64>)> = standing
                 .values()
                 .filter_map(|own| own.stream.clone())
@@ -730,15 +726,17 @@ impl Driver {
         stream: Option<&str>,
         leave: Option<Value>,
     ) -> Option<Joined> {
+        // Kept whether or not the connection is shared yet: the provider
+        // starts sharing after its children subscribed.
+        self.own_standing.borrow_mut().insert(
+            key.to_owned(),
+            OwnStanding {
+                value: value.clone(),
+                stream: stream.map(str::to_owned),
+                leave: leave.clone(),
+            },
+        );
         let joined = self.shared(|s| {
-            s.own_standing.insert(
-                key.to_owned(),
-                OwnStanding {
-                    value: value.clone(),
-                    stream: stream.map(str::to_owned),
-                    leave: leave.clone(),
-                },
-            );
             match s.role {
                 Role::Leader => {
                     let me = s.me.clone();
@@ -763,8 +761,8 @@ impl Driver {
     /// This tab lets go of a standing subscription. Returns whether the
     /// connection should leave it (no tab holds it any more).
     pub(crate) fn share_leave_standing(&self, key: &str) -> Option<bool> {
+        self.own_standing.borrow_mut().remove(key);
         let outcome = self.shared(|s| {
-            s.own_standing.remove(key);
             let me = s.me.clone();
             match s.role {
                 Role::Leader => Some(s.hub.release(&me, key).is_some()),
@@ -1084,12 +1082,10 @@ impl Driver {
                         continue;
                     };
                     let follows = |stream: &str| {
-                        self.shared(|s| {
-                            s.own_standing
-                                .values()
-                                .any(|own| own.stream.as_deref() == Some(stream))
-                        })
-                        .unwrap_or(false)
+                        self.own_standing
+                            .borrow()
+                            .values()
+                            .any(|own| own.stream.as_deref() == Some(stream))
                     };
                     if !is_for(&inbound, follows) {
                         continue;
@@ -1150,7 +1146,7 @@ impl Driver {
     /// A new leader: it needs this tab's subscriptions and unsettled
     /// messages (it keeps the ids, so a message it already has counts once).
     fn resend_to_leader(&self, me: &TabId) {
-        let standing = self.shared(|s| s.own_standing.clone()).unwrap_or_default();
+        let standing = self.own_standing.borrow().clone();
         for (key, own) in standing {
             self.post(TabMessage::Standing {
                 tab: me.clone(),
