@@ -14,7 +14,7 @@ use std::time::Duration;
 use heartline::core::{
     BackoffConfig, Config, DeliveryState, FallbackConfig, HeartbeatConfig, HeartbeatStyle, Jitter,
 };
-use heartline::yew::{NoProviderError, SocketError, use_socket_checked};
+use heartline::yew::{NoProviderError, ShareOptions, SocketError, use_socket_checked};
 use serde_json::json;
 use support::*;
 use wasm_bindgen_test::*;
@@ -378,6 +378,104 @@ async fn after_twenty_reconnects_the_page_holds_one_socket() {
         );
         next_tick().await;
     }
+}
+
+#[wasm_bindgen_test]
+async fn after_twenty_reconnects_three_sharing_tabs_hold_one_socket() {
+    proxy("restore").await;
+    let config = Config {
+        backoff: BackoffConfig {
+            base: 50,
+            factor: 1.5,
+            cap: 200,
+            jitter: Jitter::Full,
+        },
+        // WebSocket sockets only, as in the test above.
+        fallback: FallbackConfig {
+            enabled: false,
+            ..FallbackConfig::default()
+        },
+        ..fast_config()
+    };
+    // Three providers sharing one name play three tabs: each has its own
+    // BroadcastChannel end and its own request for the leader lock.
+    let share = ShareOptions::new(unique("share-"));
+    let tabs: Vec<Mounted> = (0..3)
+        .map(|_| {
+            Mounted::mount(yew::props!(HarnessProps {
+                url: AttrValue::from(proxy_ws_url().to_owned()),
+                config: config.clone(),
+                probe: Probe::default(),
+                share: Some(share.clone()),
+            }))
+        })
+        .collect();
+    let leaders = |tabs: &[Mounted]| {
+        tabs.iter()
+            .filter(|t| t.socket().share().is_some_and(|info| info.leading()))
+            .count()
+    };
+    for tab in &tabs {
+        tab.wait_for_status("open", SHORT).await;
+    }
+    wait_until("one tab to lead", SHORT, || leaders(&tabs) == 1).await;
+    let roots: Vec<_> = tabs.iter().map(|t| t.root.clone()).collect();
+    for round in 1..=20 {
+        proxy("cut").await;
+        wait_until(&format!("round {round}: the link to drop"), SHORT, || {
+            roots
+                .iter()
+                .all(|root| banner_status(root).as_deref() != Some("open"))
+        })
+        .await;
+        proxy("restore").await;
+        for tab in &tabs {
+            tab.wait_for_status("open", LONG).await;
+        }
+    }
+    assert_eq!(leaders(&tabs), 1);
+    let counts: Vec<_> = tabs.iter().map(|t| t.socket().socket_counts()).collect();
+    // One tab made every socket; the others none.
+    assert_eq!(counts.iter().map(|c| c.live).sum::<u32>(), 1, "{counts:?}");
+    assert!(counts.iter().any(|c| c.created >= 21), "{counts:?}");
+    assert_eq!(
+        counts.iter().filter(|c| c.created == 0).count(),
+        2,
+        "{counts:?}"
+    );
+
+    // The proxy sees exactly one connection from the three.
+    let deadline = js_sys::Date::now() + 5_000.0;
+    loop {
+        let open = proxy_open_connections().await;
+        if open == 1 {
+            break;
+        }
+        assert!(
+            js_sys::Date::now() < deadline,
+            "proxy still holds {open} connections"
+        );
+        next_tick().await;
+    }
+
+    // A follower still sends through the leader's socket.
+    let follower = tabs
+        .iter()
+        .find(|t| !t.socket().share().is_some_and(|info| info.leading()))
+        .expect("a follower");
+    let room = unique("r");
+    follower
+        .socket()
+        .add_standing("room", join(&room), Some(room.clone()))
+        .expect("join registered");
+    let id = follower
+        .socket()
+        .send(json!({"socketType": "chat.send", "room": room, "text": "via the leader"}))
+        .expect("queued");
+    wait_until("the follower's message to be acked", SHORT, || {
+        follower.socket().message_state(&id) == Some(DeliveryState::Acked)
+    })
+    .await;
 }
 
 #[wasm_bindgen_test]

@@ -252,6 +252,10 @@ pub struct HarnessProps {
     /// localStorage key for unsent messages.
     #[prop_or_default]
     pub persist_key: Option<AttrValue>,
+    /// Share one connection with the other harnesses of this name (each
+    /// plays a tab: its own channel end and lock request).
+    #[prop_or_default]
+    pub share: Option<heartline::yew::ShareOptions>,
 }
 
 /// A real provider with the banner, a probe that hands the socket handle to
@@ -267,6 +271,7 @@ pub fn harness(props: &HarnessProps) -> Html {
             config={props.config.clone()}
             {greeting}
             persist_key={props.persist_key.clone()}
+            share={props.share.clone()}
         >
             <ConnectionBanner connected_for_ms={props.banner_ms} />
             <SocketProbe probe={props.probe.clone()} />
