@@ -8,7 +8,11 @@ use crate::format::bytes;
 
 /// Who holds the connection shared by this browser's tabs, for people.
 fn share_line(share: &heartline::yew::ShareInfo) -> String {
-    let how = if share.locks { "" } else { " (elected without Web Locks)" };
+    let how = if share.locks {
+        ""
+    } else {
+        " (elected without Web Locks)"
+    };
     match (&share.leader, share.leading()) {
         (_, true) => format!(
             "This tab ({}) holds the connection for {} {}{how}",

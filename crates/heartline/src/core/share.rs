@@ -160,6 +160,11 @@ pub enum TabMessage {
         /// The message.
         id: MessageId,
     },
+    /// Follower to leader: the user asked to retry now.
+    Retry {
+        /// The tab.
+        tab: TabId,
+    },
     /// Follower to leader: a standing subscription of that tab.
     Standing {
         /// The tab.
@@ -199,6 +204,13 @@ pub enum TabMessage {
     /// visible).
     Handoff {
         /// The visible tab.
+        to: TabId,
+    },
+    /// Leader to one tab: send your subscriptions and unsettled messages
+    /// again (the leader had counted the tab as gone: a hidden tab whose
+    /// timers the browser throttled, say).
+    Resync {
+        /// The tab.
         to: TabId,
     },
     /// Election without Web Locks: the leader is alive.
@@ -247,7 +259,7 @@ impl TabMessage {
     pub fn recipient(&self) -> Option<&TabId> {
         match self {
             TabMessage::Deliver { to, .. } => to.as_ref(),
-            TabMessage::Handoff { to } => Some(to),
+            TabMessage::Handoff { to } | TabMessage::Resync { to } => Some(to),
             _ => None,
         }
     }
@@ -749,6 +761,8 @@ mod tests {
                 frames: vec![serde_json::json!({"socketType":"welcome"})],
             },
             TabMessage::Handoff { to: tab.clone() },
+            TabMessage::Retry { tab: tab.clone() },
+            TabMessage::Resync { to: tab.clone() },
             TabMessage::Alive {
                 leader: tab.clone(),
             },

@@ -294,7 +294,7 @@ impl Driver {
         let weak = self.weak_self.clone();
         listeners.push(EventListener::new(&window, "pagehide", move |_| {
             if let Some(driver) = weak.upgrade() {
-                driver.stop_sharing();
+                driver.page_leaving();
             }
         }));
         if let Some(document) = window.document() {

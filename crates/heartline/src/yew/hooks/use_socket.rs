@@ -245,6 +245,10 @@ impl SocketHandle {
     /// socket.retry_now();
     /// ```
     pub fn retry_now(&self) {
+        // A tab that shares the connection asks the leading tab.
+        if self.driver().forward_retry() {
+            return;
+        }
         let event = if matches!(self.driver().status(), ConnectionStatus::Closed) {
             crate::core::Event::Start
         } else {
@@ -261,7 +265,7 @@ impl SocketHandle {
     /// socket.close();
     /// ```
     pub fn close(&self) {
-        self.driver().feed(crate::core::Event::Stop);
+        self.driver().close();
     }
 
     /// Registers a message re-sent on every (re)connect, after the greeting:

@@ -36,9 +36,12 @@ pub(crate) use lock::LeaderLock;
 
 use super::driver::{Driver, Notice, now};
 
-/// How long a tab may stay silent (it says hello every second) before the
-/// leader counts it as gone and adopts its saved messages.
+/// How long a visible tab may stay silent (it says hello every second)
+/// before the leader counts it as gone and adopts its saved messages.
 const GONE_AFTER: Millis = 3_000;
+/// The same for a tab last heard hidden: browsers throttle a hidden page's
+/// timers to one wake-up a second, and after some minutes to one a minute.
+const GONE_AFTER_HIDDEN: Millis = 150_000;
 /// How often a tab ticks: the election's pace; hellos, state broadcasts and
 /// sweeps run every fourth tick.
 const TICK_MS: u32 = 250;
@@ -164,6 +167,11 @@ pub(crate) struct Shared {
     heard: HashMap<TabId, (Millis, bool)>,
     /// Tabs that said goodbye.
     departed: BTreeSet<TabId>,
+    /// Tabs the leader already showed its unscoped frames (the greeting's
+    /// answer, the directory): once per tab and leadership.
+    greeted: BTreeSet<TabId>,
+    /// Tabs the leader counted as gone: if one speaks again, it resyncs.
+    forgotten: BTreeSet<TabId>,
     visible: bool,
     started_at: Millis,
     /// The leader last seen (so a change re-sends what the new one needs).
@@ -237,6 +245,8 @@ impl Driver {
             link: None,
             heard: HashMap::new(),
             departed: BTreeSet::new(),
+            greeted: BTreeSet::new(),
+            forgotten: BTreeSet::new(),
             visible,
             started_at: at,
             last_leader: None,
@@ -258,6 +268,40 @@ impl Driver {
         self.post(TabMessage::Hello { tab: me, visible });
         self.emit_share();
         true
+    }
+
+    /// The user asked to retry: a follower asks the leader. `false` when
+    /// this tab holds its own connection (the caller retries it).
+    pub(crate) fn forward_retry(&self) -> bool {
+        if !self.following() {
+            return false;
+        }
+        if let Some(tab) = self.shared(|s| s.me.clone()) {
+            self.post(TabMessage::Retry { tab });
+        }
+        true
+    }
+
+    /// The app closes the connection on purpose. A leading tab closes the
+    /// one connection (every tab shows it closed; a retry from any tab
+    /// starts it again); a follower only detaches itself.
+    pub(crate) fn close(&self) {
+        if self.following() {
+            self.stop_sharing();
+            self.emit(Notice::Status(ConnectionStatus::Closed));
+            return;
+        }
+        self.feed(CoreEvent::Stop);
+    }
+
+    /// The page is going away (`pagehide`): a leader also closes its link at
+    /// once, so the next leader's connection never overlaps it.
+    pub(crate) fn page_leaving(&self) {
+        let leading = self.leading_shared();
+        self.stop_sharing();
+        if leading {
+            self.release_link();
+        }
     }
 
     /// Stops sharing (the provider unmounts or the page goes): says goodbye
@@ -322,27 +366,32 @@ impl Driver {
 
     fn become_leader(&self) {
         let own_standing = self.own_standing.borrow().clone();
-        let Some((me, previous, departed)) = self.shared(|s| {
+        let Some(me) = self.shared(|s| {
             s.role = Role::Leader;
             s.hub.clear();
             s.cache.clear();
+            s.greeted.clear();
+            s.forgotten.clear();
             let me = s.me.clone();
             for (key, own) in &own_standing {
                 s.hub
                     .hold(&me, key, own.stream.as_deref(), own.leave.clone());
             }
             s.link = None;
-            (me, s.last_leader.replace(s.me.clone()), s.departed.clone())
+            s.last_leader = Some(me.clone());
+            me
         }) else {
             return;
         };
-        // The tab that led before is gone or stepped down, and tabs that
-        // said goodbye are gone: their saved messages are ours now (a tab
-        // still alive forwards its own again; ids make them count once).
-        let mut adopt: Vec<TabId> = departed.into_iter().collect();
-        adopt.extend(previous.filter(|p| *p != me));
-        for tab in adopt {
-            self.adopt_tab(&tab);
+        // Every saved outbox is ours now: the tab that led before is gone or
+        // stepped down, tabs that said goodbye are gone, a page reloaded
+        // left its old key behind. A tab still alive forwards its own again
+        // when it hears of us and takes them back; the ids make every
+        // message count once.
+        for tab in self.saved_tabs() {
+            if tab != me {
+                self.adopt_tab(&tab);
+            }
         }
         self.adopt_unshared();
         // The page's network state applies from here on.
@@ -518,19 +567,10 @@ impl Driver {
         for tab in &gone {
             self.forget_tab(tab);
         }
-        let Some(persist_key) = persist_key else {
+        if persist_key.is_none() {
             return;
-        };
-        let prefix = format!("{persist_key}#tab:");
-        let Some(storage) = local_storage() else {
-            return;
-        };
-        let keys: Vec<String> = (0..storage.length().unwrap_or(0))
-            .filter_map(|i| storage.key(i).ok().flatten())
-            .filter(|key| key.starts_with(&prefix))
-            .collect();
-        for key in keys {
-            let tab = TabId(key[prefix.len()..].to_owned());
+        }
+        for tab in self.saved_tabs() {
             let adopt = tab != me
                 && self
                     .shared(|s| {
@@ -546,12 +586,30 @@ impl Driver {
         }
     }
 
+    /// The tabs that have messages saved under the provider's key.
+    fn saved_tabs(&self) -> Vec<TabId> {
+        let Some(persist_key) = self.shared(|s| s.persist_key.clone()).flatten() else {
+            return Vec::new();
+        };
+        let prefix = format!("{persist_key}#tab:");
+        let Some(storage) = local_storage() else {
+            return Vec::new();
+        };
+        (0..storage.length().unwrap_or(0))
+            .filter_map(|i| storage.key(i).ok().flatten())
+            .filter_map(|key| key.strip_prefix(&prefix).map(|tab| TabId(tab.to_owned())))
+            .collect()
+    }
+
     /// A tab is gone: its subscriptions end and its messages are ours.
     fn forget_tab(&self, tab: &TabId) {
         let released = self.shared(|s| {
             let me = s.me.clone();
             s.hub.reassign(tab, &me);
             s.heard.remove(tab);
+            if !s.departed.contains(tab) {
+                s.forgotten.insert(tab.clone());
+            }
             s.hub.drop_tab(tab)
         });
         for released in released.unwrap_or_default() {
@@ -736,14 +794,12 @@ impl Driver {
                 leave: leave.clone(),
             },
         );
-        let joined = self.shared(|s| {
-            match s.role {
-                Role::Leader => {
-                    let me = s.me.clone();
-                    Some(s.hub.hold(&me, key, stream, leave.clone()))
-                }
-                Role::Follower => None,
+        let joined = self.shared(|s| match s.role {
+            Role::Leader => {
+                let me = s.me.clone();
+                Some(s.hub.hold(&me, key, stream, leave.clone()))
             }
+            Role::Follower => None,
         })?;
         if joined.is_none() {
             let tab = self.shared(|s| s.me.clone())?;
@@ -890,6 +946,7 @@ impl Driver {
                 | TabMessage::Cancel { tab, .. }
                 | TabMessage::Standing { tab, .. }
                 | TabMessage::Leave { tab, .. }
+                | TabMessage::Retry { tab }
                 | TabMessage::Claim { tab } => (tab, None),
                 TabMessage::Alive { leader } => (leader, None),
                 TabMessage::Bye { tab } => {
@@ -899,7 +956,8 @@ impl Driver {
                 }
                 TabMessage::Message { .. }
                 | TabMessage::Deliver { .. }
-                | TabMessage::Handoff { .. } => return,
+                | TabMessage::Handoff { .. }
+                | TabMessage::Resync { .. } => return,
             };
             if *tab == s.me {
                 return;
@@ -915,8 +973,12 @@ impl Driver {
     fn leader_receive(&self, message: TabMessage, me: &TabId, at: Millis) {
         match message {
             TabMessage::Hello { tab, .. } => {
-                let first = self.shared(|s| s.hub.tabs().contains(&tab));
-                if first == Some(false) {
+                let back = self.shared(|s| s.forgotten.remove(&tab));
+                if back == Some(true) {
+                    self.post(TabMessage::Resync { to: tab.clone() });
+                }
+                let first = self.shared(|s| s.greeted.insert(tab.clone()));
+                if first == Some(true) {
                     let frames = self.shared(|s| s.cache.unscoped()).unwrap_or_default();
                     if !frames.is_empty() {
                         self.post(TabMessage::Deliver {
@@ -938,18 +1000,37 @@ impl Driver {
             TabMessage::Send { tab, outbox } => {
                 let restored = self.core.borrow_mut().restore_outbox(at, &outbox);
                 match restored {
-                    Ok(ids) => {
+                    Ok(_) => {
+                        // Every message of the dump is the sender's, also one
+                        // this leader already had (adopted from storage): the
+                        // sender shows and saves it, so it must hear how it ends.
+                        let ids = dump_ids(&outbox);
+                        let core = self.core.borrow();
+                        let present: Vec<MessageId> = ids
+                            .into_iter()
+                            .filter(|id| core.delivery_state(id).is_some())
+                            .collect();
+                        drop(core);
                         self.shared(|s| {
-                            for id in ids {
+                            for id in present {
                                 s.hub.own(id, tab.clone());
                             }
                         });
+                        self.emit(Notice::OutboxChanged);
                     }
                     Err(error) => web_sys::console::warn_1(
                         &format!("heartline: a tab's messages were refused: {error}").into(),
                     ),
                 }
                 self.flush_core();
+            }
+            TabMessage::Retry { .. } => {
+                let closed = matches!(self.core.borrow().status(), ConnectionStatus::Closed);
+                self.feed(if closed {
+                    CoreEvent::Start
+                } else {
+                    CoreEvent::RetryNow
+                });
             }
             TabMessage::Volatile { frame, .. } => {
                 let _ = self.core.borrow_mut().send_volatile_at(at, frame);
@@ -1011,7 +1092,8 @@ impl Driver {
             }
             TabMessage::Message { .. }
             | TabMessage::Deliver { .. }
-            | TabMessage::Handoff { .. } => {}
+            | TabMessage::Handoff { .. }
+            | TabMessage::Resync { .. } => {}
         }
     }
 
@@ -1122,6 +1204,7 @@ impl Driver {
                     self.shared(|s| s.lock = lock);
                 }
             }
+            TabMessage::Resync { .. } => self.resend_to_leader(me),
             TabMessage::Bye { tab } => {
                 let was_leader = self
                     .shared(|s| s.link.as_ref().is_some_and(|l| l.leader == tab))
@@ -1139,6 +1222,7 @@ impl Driver {
             | TabMessage::Volatile { .. }
             | TabMessage::Cancel { .. }
             | TabMessage::Standing { .. }
+            | TabMessage::Retry { .. }
             | TabMessage::Leave { .. } => {}
         }
     }
@@ -1146,6 +1230,9 @@ impl Driver {
     /// A new leader: it needs this tab's subscriptions and unsettled
     /// messages (it keeps the ids, so a message it already has counts once).
     fn resend_to_leader(&self, me: &TabId) {
+        // The new leader may have adopted (and removed) this tab's saved
+        // messages: save them again.
+        self.emit(Notice::OutboxChanged);
         let standing = self.own_standing.borrow().clone();
         for (key, own) in standing {
             self.post(TabMessage::Standing {
@@ -1166,12 +1253,34 @@ impl Driver {
     }
 }
 
-/// Whether `tab` was heard from lately.
+/// The ids of an outbox dump (a malformed one has none).
+fn dump_ids(dump: &str) -> Vec<MessageId> {
+    serde_json::from_str::<Value>(dump)
+        .ok()
+        .and_then(|dump| {
+            dump.get("messages")
+                .and_then(Value::as_array)
+                .map(|messages| {
+                    messages
+                        .iter()
+                        .filter_map(|m| m.get("id").and_then(Value::as_str).map(MessageId::from))
+                        .collect()
+                })
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `tab` was heard from lately (a hidden tab may be throttled).
 fn is_live(s: &Shared, tab: &TabId, at: Millis) -> bool {
     !s.departed.contains(tab)
-        && s.heard
-            .get(tab)
-            .is_some_and(|(heard, _)| at.saturating_sub(*heard) < GONE_AFTER)
+        && s.heard.get(tab).is_some_and(|(heard, visible)| {
+            let window = if *visible {
+                GONE_AFTER
+            } else {
+                GONE_AFTER_HIDDEN
+            };
+            at.saturating_sub(*heard) < window
+        })
 }
 
 fn live_tabs(s: &Shared, at: Millis) -> Vec<TabId> {
