@@ -82,10 +82,7 @@ impl LeaderLock {
             })
         };
         let outcome = request.call3(&locks, &name.into(), &options, granted.as_ref());
-        let promise: Promise = match outcome.ok().and_then(|p| p.dyn_into().ok()) {
-            Some(promise) => promise,
-            None => return None,
-        };
+        let promise: Promise = outcome.ok().and_then(|p| p.dyn_into().ok())?;
         {
             let release = Rc::clone(&release);
             let alive = Rc::clone(&alive);

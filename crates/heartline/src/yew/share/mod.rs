@@ -17,7 +17,6 @@
 //!   tabs forward theirs again. Ids are kept, so each message counts once.
 
 mod channel;
-mod election;
 mod lock;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,6 +29,7 @@ use crate::core::{
     ConnectionStatus, DeliveryState, Event as CoreEvent, Inbound, MessageId, Millis, SendError,
 };
 
+use crate::core::share::election;
 pub(crate) use channel::Channel;
 pub(crate) use election::Election as BroadcastElection;
 pub(crate) use lock::LeaderLock;

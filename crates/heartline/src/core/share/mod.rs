@@ -29,6 +29,8 @@
 //!   again: ids are kept, so the leader's outbox and the server's
 //!   de-duplication make each count once.
 
+pub mod election;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
