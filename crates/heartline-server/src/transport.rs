@@ -307,6 +307,11 @@ impl SendLoop {
         let counters = self.counters.clone();
         let write = async {
             let mut n = feed(&mut self.sink, first).await?;
+            // Let the other connections' tasks run once before draining: a
+            // broadcast wakes every member, and frames that arrive while they
+            // run then go out in this one write instead of one write each
+            // (as Node's cork per event-loop turn does).
+            tokio::task::yield_now().await;
             while n < MAX_WRITE_BATCH {
                 match self.rx.try_recv() {
                     Ok(out) => n += feed(&mut self.sink, out).await?,
