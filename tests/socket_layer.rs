@@ -328,44 +328,47 @@ async fn the_plain_text_ping_pong_heartbeat_keeps_the_link_up() {
     assert_eq!(app.status().as_deref(), Some("open"));
 }
 
-#[wasm_bindgen_test]
-async fn after_twenty_reconnects_the_page_holds_one_socket() {
-    proxy("restore").await;
-    let config = Config {
+/// Fast retries over WebSocket sockets only: during a cut every attempt
+/// fails, and with the fallback on some would be long-poll sessions, whose
+/// HTTP keep-alive connections the browser pools on its own terms. The
+/// fallback's one-link-at-a-time is checked by the core's tests.
+fn reconnect_storm_config() -> Config {
+    Config {
         backoff: BackoffConfig {
             base: 50,
             factor: 1.5,
             cap: 200,
             jitter: Jitter::Full,
         },
-        // WebSocket sockets only: during a cut every attempt fails, and with
-        // the fallback on some would be long-poll sessions, whose HTTP
-        // keep-alive connections the browser pools on its own terms. The
-        // fallback's one-link-at-a-time is checked by the core's tests.
         fallback: FallbackConfig {
             enabled: false,
             ..FallbackConfig::default()
         },
         ..fast_config()
-    };
-    let app = Mounted::new(proxy_ws_url(), config, false);
-    app.wait_for_status("open", SHORT).await;
-    let root = app.root.clone();
+    }
+}
+
+/// Twenty rounds of cutting the proxy until every banner has left "open",
+/// then restoring it until every banner is open again.
+async fn twenty_cuts(tabs: &[Mounted]) {
+    let roots: Vec<_> = tabs.iter().map(|t| t.root.clone()).collect();
     for round in 1..=20 {
         proxy("cut").await;
         wait_until(&format!("round {round}: the link to drop"), SHORT, || {
-            banner_status(&root).as_deref() != Some("open")
+            roots
+                .iter()
+                .all(|root| banner_status(root).as_deref() != Some("open"))
         })
         .await;
         proxy("restore").await;
-        app.wait_for_status("open", LONG).await;
+        for tab in tabs {
+            tab.wait_for_status("open", LONG).await;
+        }
     }
-    let counts = app.socket().socket_counts();
-    assert!(counts.created >= 21, "{counts:?}");
-    assert_eq!(counts.live, 1, "{counts:?}");
-    assert!(app.socket().stats().reconnects >= 20);
+}
 
-    // The proxy sees exactly one connection from this page.
+/// Waits (5 s at most) until the proxy holds exactly one connection.
+async fn wait_for_one_proxy_connection() {
     let deadline = js_sys::Date::now() + 5_000.0;
     loop {
         let open = proxy_open_connections().await;
@@ -381,22 +384,24 @@ async fn after_twenty_reconnects_the_page_holds_one_socket() {
 }
 
 #[wasm_bindgen_test]
+async fn after_twenty_reconnects_the_page_holds_one_socket() {
+    proxy("restore").await;
+    let app = Mounted::new(proxy_ws_url(), reconnect_storm_config(), false);
+    app.wait_for_status("open", SHORT).await;
+    twenty_cuts(std::slice::from_ref(&app)).await;
+    let counts = app.socket().socket_counts();
+    assert!(counts.created >= 21, "{counts:?}");
+    assert_eq!(counts.live, 1, "{counts:?}");
+    assert!(app.socket().stats().reconnects >= 20);
+
+    // The proxy sees exactly one connection from this page.
+    wait_for_one_proxy_connection().await;
+}
+
+#[wasm_bindgen_test]
 async fn after_twenty_reconnects_three_sharing_tabs_hold_one_socket() {
     proxy("restore").await;
-    let config = Config {
-        backoff: BackoffConfig {
-            base: 50,
-            factor: 1.5,
-            cap: 200,
-            jitter: Jitter::Full,
-        },
-        // WebSocket sockets only, as in the test above.
-        fallback: FallbackConfig {
-            enabled: false,
-            ..FallbackConfig::default()
-        },
-        ..fast_config()
-    };
+    let config = reconnect_storm_config();
     // Three providers sharing one name play three tabs: each has its own
     // BroadcastChannel end and its own request for the leader lock.
     let share = ShareOptions::new(unique("share-"));
@@ -419,20 +424,7 @@ async fn after_twenty_reconnects_three_sharing_tabs_hold_one_socket() {
         tab.wait_for_status("open", SHORT).await;
     }
     wait_until("one tab to lead", SHORT, || leaders(&tabs) == 1).await;
-    let roots: Vec<_> = tabs.iter().map(|t| t.root.clone()).collect();
-    for round in 1..=20 {
-        proxy("cut").await;
-        wait_until(&format!("round {round}: the link to drop"), SHORT, || {
-            roots
-                .iter()
-                .all(|root| banner_status(root).as_deref() != Some("open"))
-        })
-        .await;
-        proxy("restore").await;
-        for tab in &tabs {
-            tab.wait_for_status("open", LONG).await;
-        }
-    }
+    twenty_cuts(&tabs).await;
     assert_eq!(leaders(&tabs), 1);
     let counts: Vec<_> = tabs.iter().map(|t| t.socket().socket_counts()).collect();
     // One tab made every socket; the others none.
@@ -445,18 +437,7 @@ async fn after_twenty_reconnects_three_sharing_tabs_hold_one_socket() {
     );
 
     // The proxy sees exactly one connection from the three.
-    let deadline = js_sys::Date::now() + 5_000.0;
-    loop {
-        let open = proxy_open_connections().await;
-        if open == 1 {
-            break;
-        }
-        assert!(
-            js_sys::Date::now() < deadline,
-            "proxy still holds {open} connections"
-        );
-        next_tick().await;
-    }
+    wait_for_one_proxy_connection().await;
 
     // A follower still sends through the leader's socket.
     let follower = tabs

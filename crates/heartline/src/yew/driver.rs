@@ -242,8 +242,14 @@ impl Driver {
         {
             return;
         }
-        // Without WebSocket the core long-polls (or fails, with the
-        // fallback off); either way the page's network state applies.
+        self.connect();
+    }
+
+    /// Starts the core connecting (a tab that shares its connection does
+    /// so when it becomes the leader). Without WebSocket the core
+    /// long-polls (or fails, with the fallback off); either way the page's
+    /// network state applies.
+    pub(crate) fn connect(&self) {
         if web_socket_supported() {
             self.feed(CoreEvent::Start);
         } else {

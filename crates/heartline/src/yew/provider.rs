@@ -269,7 +269,8 @@ pub fn socket_provider(props: &SocketProviderProps) -> Html {
     }
 }
 
-fn local_storage() -> Option<web_sys::Storage> {
+/// The page's localStorage, where the browser allows it.
+pub(crate) fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
 

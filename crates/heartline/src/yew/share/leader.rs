@@ -11,27 +11,25 @@ use crate::core::{
 
 use super::super::driver::{Driver, Notice, now};
 use super::*;
+use crate::yew::provider::local_storage;
 
 impl Driver {
     /// The leader adopts the saved messages of tabs it no longer hears, and
     /// ends their subscriptions.
     pub(super) fn sweep(&self, at: Millis) {
-        let Some((me, gone, persist_key)) = self.shared(|s| {
+        let Some((me, gone)) = self.shared(|s| {
             let gone: Vec<TabId> = s
                 .hub
                 .tabs()
                 .into_iter()
                 .filter(|tab| *tab != s.me && !is_live(s, tab, at))
                 .collect();
-            (s.me.clone(), gone, s.persist_key.clone())
+            (s.me.clone(), gone)
         }) else {
             return;
         };
         for tab in &gone {
             self.forget_tab(tab);
-        }
-        if persist_key.is_none() {
-            return;
         }
         for tab in self.saved_tabs() {
             let adopt = tab != me
@@ -51,7 +49,7 @@ impl Driver {
 
     /// The tabs that have messages saved under the provider's key.
     pub(super) fn saved_tabs(&self) -> Vec<TabId> {
-        let Some(persist_key) = self.shared(|s| s.persist_key.clone()).flatten() else {
+        let Some(persist_key) = self.persist_key.borrow().clone() else {
             return Vec::new();
         };
         let prefix = format!("{persist_key}#tab:");
@@ -84,20 +82,22 @@ impl Driver {
     /// Moves `tab`'s saved messages into our outbox and removes its key.
     pub(super) fn adopt_tab(&self, tab: &TabId) {
         let key = self
-            .shared(|s| s.persist_key.as_ref().map(|k| tab_key(k, tab)))
-            .flatten();
+            .persist_key
+            .borrow()
+            .as_deref()
+            .map(|k| tab_key(k, tab));
         if let Some(key) = key {
             self.adopt_key(&key);
         }
-        let me = self.shared(|s| s.me.clone());
-        if let Some(me) = me {
-            self.shared(|s| s.hub.reassign(tab, &me));
-        }
+        self.shared(|s| {
+            let me = s.me.clone();
+            s.hub.reassign(tab, &me)
+        });
     }
 
     /// Messages saved before sharing was on (or by a page that did not share).
     pub(super) fn adopt_unshared(&self) {
-        let key = self.shared(|s| s.persist_key.clone()).flatten();
+        let key = self.persist_key.borrow().clone();
         if let Some(key) = key {
             self.adopt_key(&key);
         }
@@ -222,7 +222,7 @@ impl Driver {
             TabMessage::Send { tab, outbox } => {
                 let restored = self.core.borrow_mut().restore_outbox(at, &outbox);
                 match restored {
-                    Ok(_) => {
+                    Ok(fresh) => {
                         // Every message of the dump is the sender's, also one
                         // this leader already had (adopted from storage): the
                         // sender shows and saves it, so it must hear how it ends.
@@ -233,12 +233,20 @@ impl Driver {
                             .filter(|id| core.delivery_state(id).is_some())
                             .collect();
                         drop(core);
-                        self.shared(|s| {
+                        let handed_back = self.shared(|s| {
+                            let mut handed_back = false;
                             for id in present {
+                                handed_back |= !fresh.contains(&id)
+                                    && s.hub.owner(&id).is_none_or(|owner| *owner == s.me);
                                 s.hub.own(id, tab.clone());
                             }
+                            handed_back
                         });
-                        self.emit(Notice::OutboxChanged);
+                        // Only messages this tab had saved as its own shrink
+                        // its saved outbox; fresh ones were never in it.
+                        if handed_back == Some(true) {
+                            self.emit(Notice::OutboxChanged);
+                        }
                     }
                     Err(error) => web_sys::console::warn_1(
                         &format!("heartline: a tab's messages were refused: {error}").into(),

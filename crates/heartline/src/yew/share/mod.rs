@@ -180,9 +180,6 @@ pub(crate) struct Shared {
     /// Frames delivered in this pump, broadcast at its end in one message.
     batch: Vec<Value>,
     last_handoff: Millis,
-    /// The provider's storage key, under which each tab saves its messages
-    /// (`<key>#tab:<id>`).
-    persist_key: Option<String>,
 }
 
 fn page_visible() -> bool {
@@ -195,10 +192,6 @@ fn page_visible() -> bool {
 fn random_tab_id() -> TabId {
     let n = (js_sys::Math::random() * 1e12) as u64;
     TabId(format!("t{n:x}"))
-}
-
-fn local_storage() -> Option<web_sys::Storage> {
-    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
 
 /// The storage key of `tab`'s saved messages.
@@ -253,7 +246,6 @@ impl Driver {
             last_leader: None,
             batch: Vec::new(),
             last_handoff: 0,
-            persist_key: self.persist_key.borrow().clone(),
         });
         let weak = self.weak_self.clone();
         let ticker = gloo_timers::callback::Interval::new(TICK_MS, move || {
@@ -395,15 +387,7 @@ impl Driver {
             }
         }
         self.adopt_unshared();
-        // The page's network state applies from here on.
-        if web_socket_supported() {
-            self.feed(CoreEvent::Start);
-        } else {
-            self.feed(CoreEvent::Unsupported);
-        }
-        if !navigator_online() {
-            self.feed(CoreEvent::Offline);
-        }
+        self.connect();
         self.broadcast_state();
         self.emit_share();
     }
@@ -550,16 +534,4 @@ impl Driver {
             self.step_down();
         }
     }
-}
-
-fn web_socket_supported() -> bool {
-    web_sys::window()
-        .map(|w| js_sys::Reflect::has(&w, &"WebSocket".into()).unwrap_or(false))
-        .unwrap_or(false)
-}
-
-fn navigator_online() -> bool {
-    web_sys::window()
-        .map(|w| w.navigator().on_line())
-        .unwrap_or(true)
 }
