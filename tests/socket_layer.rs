@@ -460,6 +460,63 @@ async fn after_twenty_reconnects_three_sharing_tabs_hold_one_socket() {
 }
 
 #[wasm_bindgen_test]
+async fn a_leader_that_drops_a_shared_subscription_keeps_it_for_the_other_tab() {
+    proxy("restore").await;
+    let share = ShareOptions::new(unique("share-"));
+    let tabs: Vec<Mounted> = (0..2)
+        .map(|_| {
+            Mounted::mount(yew::props!(HarnessProps {
+                url: AttrValue::from(proxy_ws_url().to_owned()),
+                config: reconnect_storm_config(),
+                probe: Probe::default(),
+                share: Some(share.clone()),
+                listening: true,
+                listen_to: AttrValue::from("joined"),
+            }))
+        })
+        .collect();
+    for tab in &tabs {
+        tab.wait_for_status("open", SHORT).await;
+    }
+    let leading = |t: &&Mounted| t.socket().share().is_some_and(|info| info.leading());
+    wait_until("one tab to lead", SHORT, || {
+        tabs.iter().filter(leading).count() == 1
+    })
+    .await;
+    let leader = tabs.iter().find(leading).expect("a leader");
+    let follower = tabs.iter().find(|t| !leading(t)).expect("a follower");
+    let room = unique("r");
+    let joined = |tab: &Mounted| {
+        tab.probe
+            .received_of("joined")
+            .iter()
+            .filter(|m| m.value["stream"] == room.as_str())
+            .count()
+    };
+    for tab in &tabs {
+        tab.socket()
+            .add_standing("room", join(&room), Some(room.clone()))
+            .expect("join registered");
+    }
+    wait_until("the follower to see the room joined", SHORT, || {
+        joined(follower) >= 1
+    })
+    .await;
+
+    // The leader lets go; the follower still holds the subscription, so the
+    // connection must keep re-sending it.
+    assert!(leader.socket().remove_standing("room").is_some());
+    let before = joined(follower);
+    twenty_cuts(std::slice::from_ref(leader)).await;
+    wait_until(
+        "the room to be joined again after the reconnects",
+        SHORT,
+        || joined(follower) > before,
+    )
+    .await;
+}
+
+#[wasm_bindgen_test]
 async fn typed_subscriptions_decode_and_a_mismatch_is_reported_not_thrown() {
     proxy("restore").await;
     let room = unique("r");

@@ -651,7 +651,16 @@ impl Driver {
     /// Stops re-sending a standing message; returns it (the app sends its
     /// own `leave`).
     pub(crate) fn remove_standing(&self, key: &str) -> Option<Value> {
-        let _ = self.share_leave_standing(key);
+        let value = self
+            .own_standing
+            .borrow()
+            .get(key)
+            .map(|own| own.value().clone());
+        // Leading a shared connection that another tab still needs it on:
+        // the connection keeps it, as `leave_standing` does.
+        if self.share_leave_standing(key) == Some(false) && !self.following() {
+            return value;
+        }
         let removed = self.core.borrow_mut().remove_standing(key);
         self.flush_core();
         removed

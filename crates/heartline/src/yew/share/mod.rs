@@ -146,6 +146,13 @@ pub(crate) struct OwnStanding {
     leave: Option<Value>,
 }
 
+impl OwnStanding {
+    /// The frame re-sent on every open.
+    pub(crate) fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// The driver's sharing state. Never rendered: the provider hears of it
 /// through [`Notice::Share`] and the mirrored status.
 pub(crate) struct Shared {
