@@ -174,6 +174,14 @@ pub struct Config {
     /// refused with 413. Default: 64 × --max-frame-bytes.
     #[arg(long, env = "HEARTLINE_POLL_MAX_BODY_BYTES")]
     pub poll_max_body_bytes: Option<usize>,
+
+    /// Threads that run connections (tokio worker threads). Default: one
+    /// per core. On 2 cores shared with a load generator, 1 thread gave
+    /// about the same p99 up to 2.5M deliveries/s and gave out at 3.5M,
+    /// where 2 held (BENCHMARKS.md, issue 15), so the default stays one per
+    /// core; fewer leave cores to other processes on a shared machine.
+    #[arg(long, env = "HEARTLINE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 impl Default for Config {
@@ -211,6 +219,7 @@ impl Default for Config {
             shutdown_grace_ms: 3_000,
             poll_hold_ms: 25_000,
             poll_max_body_bytes: None,
+            workers: None,
         }
     }
 }
@@ -397,6 +406,16 @@ mod tests {
             Some(vec!["http://a:1".to_string(), "http://b:*".to_string()])
         );
         assert_eq!(c.rate, 5.0);
+    }
+
+    #[test]
+    fn workers_take_one_to_1024_threads() {
+        let parse = |n: &str| Config::try_parse_from(["heartline-server", "--workers", n]);
+        assert_eq!(parse("1").unwrap().workers, Some(1));
+        assert_eq!(parse("1024").unwrap().workers, Some(1024));
+        for bad in ["0", "1025", "-1", "two"] {
+            assert!(parse(bad).is_err(), "--workers {bad}");
+        }
     }
 
     #[test]

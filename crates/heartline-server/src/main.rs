@@ -7,9 +7,19 @@ use clap::Parser;
 use heartline_server::{AppState, config::Config, serve};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // `--workers`; else tokio's own default (TOKIO_WORKER_THREADS, or one
+    // thread per core).
+    if let Some(workers) = config.workers {
+        runtime.worker_threads(usize::from(workers));
+    }
+    runtime.build()?.block_on(run(config))
+}
+
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
