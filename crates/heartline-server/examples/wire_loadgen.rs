@@ -269,7 +269,10 @@ async fn expect(conn: &mut Conn, kind: Kind, mask: [u8; 4]) -> Result<(), String
                         mask,
                     );
                     conn.buf.advance(end);
-                    conn.stream.write_all(&pong).await.map_err(|e| e.to_string())?;
+                    conn.stream
+                        .write_all(&pong)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     continue;
                 }
                 OpCode::Control(Control::Close) => return Err("closed by the server".into()),
@@ -277,7 +280,11 @@ async fn expect(conn: &mut Conn, kind: Kind, mask: [u8; 4]) -> Result<(), String
             }
             conn.buf.advance(end);
         }
-        let n = conn.stream.read_buf(&mut conn.buf).await.map_err(|e| e.to_string())?;
+        let n = conn
+            .stream
+            .read_buf(&mut conn.buf)
+            .await
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("the server closed".into());
         }
@@ -295,17 +302,23 @@ async fn open(target: &Target, room: &str, i: usize) -> Result<Conn, String> {
         .write_all(&text_frame(&hello, mask))
         .await
         .map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(30), expect(&mut conn, Kind::Welcome, mask))
-        .await
-        .map_err(|_| "no welcome in 30 s".to_string())??;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        expect(&mut conn, Kind::Welcome, mask),
+    )
+    .await
+    .map_err(|_| "no welcome in 30 s".to_string())??;
     let join = json!({"socketType": "join", "room": room}).to_string();
     conn.stream
         .write_all(&text_frame(&join, mask))
         .await
         .map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(30), expect(&mut conn, Kind::Joined, mask))
-        .await
-        .map_err(|_| "no joined in 30 s".to_string())??;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        expect(&mut conn, Kind::Joined, mask),
+    )
+    .await
+    .map_err(|_| "no joined in 30 s".to_string())??;
     Ok(conn)
 }
 
@@ -350,6 +363,61 @@ fn micros_since(t0: Instant, at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(t0).as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Takes every whole frame off the front of `buf`, read at `now_us`, into
+/// the tally; Pongs to send go to `out`. False when the link must end (a
+/// Close, or a frame that cannot be parsed).
+fn take_frames(
+    buf: &mut BytesMut,
+    t: &mut Tally,
+    now_us: u64,
+    out: &mut Vec<u8>,
+    mask: [u8; 4],
+) -> bool {
+    loop {
+        let (header, range) = match next_frame(buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return true,
+            Err(_) => {
+                t.errors += 1;
+                return false;
+            }
+        };
+        let end = range.end;
+        let payload = &buf[range];
+        match header.opcode {
+            OpCode::Data(Data::Text) => match classify(payload) {
+                Kind::Chat => {
+                    if let Some(sent_us) = sent_micros(payload) {
+                        let latency = now_us.saturating_sub(sent_us);
+                        t.latencies_us
+                            .push(u32::try_from(latency).unwrap_or(u32::MAX));
+                        t.last_delivery_us = now_us;
+                    }
+                }
+                Kind::Ack => {
+                    t.acks += 1;
+                    if let Some(sent_us) = acked_seq(payload).and_then(|seq| t.unacked.remove(&seq))
+                    {
+                        t.ack_us.push(
+                            u32::try_from(now_us.saturating_sub(sent_us)).unwrap_or(u32::MAX),
+                        );
+                    }
+                }
+                Kind::Error => t.errors += 1,
+                Kind::Welcome | Kind::Joined | Kind::Other => {}
+            },
+            OpCode::Control(Control::Ping) => out.extend_from_slice(&client_frame(
+                OpCode::Control(Control::Pong),
+                payload.to_vec(),
+                mask,
+            )),
+            OpCode::Control(Control::Close) => return false,
+            _ => {}
+        }
+        buf.advance(end);
+    }
+}
+
 /// Sends on its schedule and reads every frame until `read_end`.
 async fn drive(mut conn: Conn, plan: Plan, tally: Rc<RefCell<Tally>>) {
     let mask = mask_for(plan.index);
@@ -369,45 +437,11 @@ async fn drive(mut conn: Conn, plan: Plan, tally: Rc<RefCell<Tally>>) {
                     return;
                 }
                 let now_us = micros_since(plan.t0, Instant::now());
-                let mut t = tally.borrow_mut();
-                loop {
-                    let frame = match next_frame(&conn.buf) {
-                        Ok(Some(frame)) => frame,
-                        Ok(None) => break,
-                        Err(_) => { t.errors += 1; t.dropped = true; return }
-                    };
-                    let (header, range) = frame;
-                    let end = range.end;
-                    let payload = &conn.buf[range];
-                    match header.opcode {
-                        OpCode::Data(Data::Text) => match classify(payload) {
-                            Kind::Chat => {
-                                if let Some(sent_us) = sent_micros(payload) {
-                                    let latency = now_us.saturating_sub(sent_us);
-                                    t.latencies_us.push(u32::try_from(latency).unwrap_or(u32::MAX));
-                                    t.last_delivery_us = now_us;
-                                }
-                            }
-                            Kind::Ack => {
-                                t.acks += 1;
-                                if let Some(sent_us) = acked_seq(payload).and_then(|seq| t.unacked.remove(&seq)) {
-                                    t.ack_us.push(u32::try_from(now_us.saturating_sub(sent_us)).unwrap_or(u32::MAX));
-                                }
-                            }
-                            Kind::Error => t.errors += 1,
-                            _ => {}
-                        },
-                        OpCode::Control(Control::Ping) => out.extend_from_slice(&client_frame(
-                            OpCode::Control(Control::Pong),
-                            payload.to_vec(),
-                            mask,
-                        )),
-                        OpCode::Control(Control::Close) => { t.dropped = true; return }
-                        _ => {}
-                    }
-                    conn.buf.advance(end);
+                let whole = take_frames(&mut conn.buf, &mut tally.borrow_mut(), now_us, &mut out, mask);
+                if !whole {
+                    tally.borrow_mut().dropped = true;
+                    return;
                 }
-                drop(t);
                 if !out.is_empty() {
                     if conn.stream.write_all(&out).await.is_err() {
                         tally.borrow_mut().dropped = true;
@@ -583,14 +617,21 @@ mod tests {
         assert_eq!(classify(br#"{"socketType":"chat.messages"}"#), Kind::Other);
         assert_eq!(classify(br#"{"socketType":"pong"}"#), Kind::Other);
         assert_eq!(sent_micros(br#"{"text":"no digits"}"#), None);
-        assert_eq!(acked_seq(br#"{"socketType":"ack","id":"12.345"}"#), Some(345));
-        assert_eq!(acked_seq(br#"{"socketType":"ack","id":"someone-else"}"#), None);
+        assert_eq!(
+            acked_seq(br#"{"socketType":"ack","id":"12.345"}"#),
+            Some(345)
+        );
+        assert_eq!(
+            acked_seq(br#"{"socketType":"ack","id":"someone-else"}"#),
+            None
+        );
     }
 
     #[test]
     fn frames_split_across_reads_are_parsed_whole() {
         let mut wire = Vec::new();
-        let _ = Frame::message(b"{\"a\":1}".to_vec(), OpCode::Data(Data::Text), true).format(&mut wire);
+        let _ =
+            Frame::message(b"{\"a\":1}".to_vec(), OpCode::Data(Data::Text), true).format(&mut wire);
         let _ = Frame::ping(b"p".to_vec()).format(&mut wire);
         for cut in 0..wire.len() {
             let got = next_frame(&wire[..cut]).expect("valid");
@@ -600,7 +641,9 @@ mod tests {
         let (header, range) = next_frame(&wire).expect("valid").expect("whole");
         assert_eq!(header.opcode, OpCode::Data(Data::Text));
         assert_eq!(&wire[range.clone()], b"{\"a\":1}");
-        let (header, _) = next_frame(&wire[range.end..]).expect("valid").expect("whole");
+        let (header, _) = next_frame(&wire[range.end..])
+            .expect("valid")
+            .expect("whole");
         assert_eq!(header.opcode, OpCode::Control(Control::Ping));
     }
 }
