@@ -41,6 +41,9 @@ pub struct Record {
     /// states again, so a lag cannot hide a loss).
     pub lagged_events: u64,
     pub send_errors: Vec<String>,
+    /// `error` frames from the server: (when, the frame), for the report
+    /// when a client does not recover.
+    pub server_errors: Vec<(Instant, String)>,
 }
 
 /// A running chaos client.
@@ -120,6 +123,16 @@ impl ChaosClient {
         tokio::spawn(async move {
             while joined.recv().await.is_some() {
                 lock(&sink).joined.push(Instant::now());
+            }
+        });
+
+        let mut errors = client.subscribe("error");
+        let sink = record.clone();
+        tokio::spawn(async move {
+            while let Some(error) = errors.recv().await {
+                lock(&sink)
+                    .server_errors
+                    .push((Instant::now(), error.value.to_string()));
             }
         });
 
@@ -262,13 +275,20 @@ impl ChaosClient {
             .map(|(at, open)| format!("{} {}", if *open { "open" } else { "lost" }, rel(at)))
             .collect();
         let joins: Vec<String> = record.joined.iter().rev().take(3).map(rel).collect();
+        let errors: Vec<String> = record
+            .server_errors
+            .iter()
+            .rev()
+            .take(3)
+            .map(|(at, frame)| format!("{} {frame}", rel(at)))
+            .collect();
         let unacked = record
             .sent
             .iter()
             .filter(|(id, (_, at))| *at < since && !record.acked.contains_key(*id))
             .count();
         format!(
-            "{} on {endpoint}: edges (newest first) {edges:?}, joins {joins:?}, unacked from before: {unacked}",
+            "{} on {endpoint}: edges (newest first) {edges:?}, joins {joins:?}, server errors {errors:?}, unacked from before: {unacked}",
             self.name
         )
     }

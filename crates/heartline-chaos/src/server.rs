@@ -86,7 +86,10 @@ impl ServerProcess {
             .arg(&self.no_dist)
             .arg("--history-max")
             .arg(self.history_max.to_string())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("HEARTLINE_CHAOS_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))

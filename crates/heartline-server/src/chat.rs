@@ -9,8 +9,9 @@
 //! and says so ([`Offer::Gap`]) so the caller fills the gap from the
 //! database, and it drops one already delivered. A joiner whose history
 //! reaches past what the room delivered skips those messages when they come;
-//! one whose history stops short of it is told to read again
-//! ([`JoinOutcome::Stale`]).
+//! one whose history stops short of it gets what the room delivered during
+//! the read right after its history (see `catch_up`), or, if that does not
+//! cover the difference, is told to read again ([`JoinOutcome::Stale`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,6 +27,9 @@ use heartline_protocol::{
 
 use crate::peer::{ConnId, Outbound, Peer};
 use crate::store::{JoinOutcome, UserId};
+
+mod catch_up;
+use catch_up::CatchUp;
 
 /// A server process's id in a cluster (see [`crate::bus`]).
 pub type NodeId = u64;
@@ -110,6 +114,9 @@ struct Room {
     remote: HashMap<NodeId, RemotePresence>,
     /// Local members came or went since the presence sink was last told.
     local_changed: bool,
+    /// Joins whose history is being read, by connection: what the room
+    /// delivers meanwhile (see [`Hub::begin_join`]).
+    catching_up: HashMap<ConnId, CatchUp>,
 }
 
 /// Another process's members of a room, as its last presence said.
@@ -136,6 +143,7 @@ impl Room {
             filling: false,
             remote: HashMap::new(),
             local_changed: false,
+            catching_up: HashMap::new(),
         }
     }
 
@@ -151,6 +159,7 @@ impl Room {
 
     /// Removes connection `conn`; returns whether it was a member.
     fn remove_member(&mut self, conn: ConnId) -> bool {
+        self.catching_up.remove(&conn);
         match self.members.remove(&conn) {
             Some(old) => {
                 self.forget(&old);
@@ -269,6 +278,9 @@ impl Room {
     fn deliver(&mut self, msg: &ChatMessage, text: &Utf8Bytes) -> usize {
         self.delivered = msg.seq;
         self.last_seq = self.last_seq.max(msg.seq);
+        for joiner in self.catching_up.values_mut() {
+            joiner.record(msg.epoch, msg.seq, text);
+        }
         self.members
             .values()
             .filter(|m| m.history_to < msg.seq)
@@ -487,34 +499,53 @@ impl Hub {
         }
     }
 
+    /// Starts recording what `room` delivers for connection `conn`, whose
+    /// join is about to read its history: [`Hub::join`] then appends what
+    /// the history missed instead of reading again. Ends with that join,
+    /// or when `conn` leaves the room.
+    pub fn begin_join(&self, room: &str, conn: ConnId) {
+        if let Some(r) = self.rooms().get_mut(room) {
+            r.catching_up.insert(conn, CatchUp::default());
+        }
+    }
+
     /// Queues `frames` (the history, read at stream position `stream`:
     /// epoch and last `seq`) for `peer`, then makes it (user `user`, shown
     /// as `name`) a member of `room`, in one step, so it gets every later
-    /// message once. `None` for `stream` joins without history.
+    /// message once. `None` for `stream` joins without history. Messages
+    /// the room delivered after the history's position since
+    /// [`Hub::begin_join`] follow `frames`.
     ///
     /// [`JoinOutcome::Stale`] if the history stops short of what the room
-    /// has delivered already (read it again); [`JoinOutcome::Failed`] if the
-    /// room does not exist or the peer's queue is full (the peer is then
-    /// being closed).
+    /// has delivered already and the catch-up does not cover the difference
+    /// (read it again); [`JoinOutcome::Failed`] if the room does not exist
+    /// or the peer's queue is full (the peer is then being closed).
     pub fn join(
         &self,
         room: &str,
         peer: &Peer,
         (user, name): (UserId, &str),
         stream: Option<(u64, u64)>,
-        frames: Vec<Utf8Bytes>,
+        mut frames: Vec<Utf8Bytes>,
     ) -> JoinOutcome {
         let mut rooms = self.rooms();
         let Some(r) = rooms.get_mut(room) else {
             return JoinOutcome::Failed;
         };
+        let catch_up = r.catching_up.remove(&peer.id);
         let history_to = match stream {
-            Some((epoch, last_seq)) => {
-                // Also in an empty room: what it delivered (to nobody) will
-                // not come again, so a history short of it would miss it.
-                if epoch == r.epoch && last_seq < r.delivered {
-                    return JoinOutcome::Stale;
+            // Also in an empty room: what it delivered (to nobody) will not
+            // come again, so a history short of it would miss it.
+            Some((epoch, last_seq)) if epoch == r.epoch && last_seq < r.delivered => {
+                match catch_up.and_then(|c| c.frames_after(epoch, last_seq, r.delivered)) {
+                    Some(missed) => {
+                        frames.extend(missed);
+                        r.delivered
+                    }
+                    None => return JoinOutcome::Stale,
                 }
+            }
+            Some((epoch, last_seq)) => {
                 r.observe(epoch, last_seq);
                 last_seq
             }
@@ -1113,6 +1144,61 @@ mod tests {
         assert_eq!(
             hub.join("empty", &c, (3, "cy"), Some((7, 2)), vec![]),
             JoinOutcome::Joined
+        );
+    }
+
+    #[test]
+    fn a_join_gets_what_the_room_delivered_while_its_history_was_read() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        hub.set_stream("r", 7, 0);
+        let (a, mut rx_a) = peer(1, 64);
+        hub.join("r", &a, (1, "ada"), Some((7, 0)), vec![]);
+        hub.publish(&msg(1));
+        let (b, mut rx_b) = peer(2, 64);
+        hub.begin_join("r", b.id);
+        // Delivered while b's history (read at seq 1) was on its way:
+        // without the catch-up, every read during such a burst was stale.
+        for seq in 2..=4 {
+            hub.publish(&msg(seq));
+        }
+        let history = vec![frame(&ServerMessage::ChatMessage(msg(1)))];
+        assert_eq!(
+            hub.join("r", &b, (2, "bo"), Some((7, 1)), history),
+            JoinOutcome::Joined
+        );
+        hub.publish(&msg(5));
+        assert_eq!(seqs_received(&mut rx_a), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            seqs_received(&mut rx_b),
+            vec![1, 2, 3, 4, 5],
+            "each once, in order"
+        );
+        // The catch-up ended with the join: a later join reads afresh.
+        let (c, _rx_c) = peer(3, 64);
+        assert_eq!(
+            hub.join("r", &c, (3, "cy"), Some((7, 1)), vec![]),
+            JoinOutcome::Stale
+        );
+    }
+
+    #[test]
+    fn a_catch_up_ends_when_its_connection_leaves() {
+        let hub = Hub::new(10);
+        hub.add_existing_room("r");
+        hub.set_stream("r", 7, 0);
+        let (b, _rx_b) = peer(2, 64);
+        hub.begin_join("r", b.id);
+        assert_eq!(
+            hub.leave_all(b.id),
+            Vec::<String>::new(),
+            "not a member yet"
+        );
+        hub.publish(&msg(1));
+        assert_eq!(
+            hub.join("r", &b, (2, "bo"), Some((7, 0)), vec![]),
+            JoinOutcome::Stale,
+            "nothing was recorded after it left"
         );
     }
 

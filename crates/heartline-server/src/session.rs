@@ -315,9 +315,12 @@ impl Session {
             recent,
             max: config.history_max,
         };
-        // A history read before messages this process delivered already
-        // were committed (several writers) is read again.
+        // What the room delivered during the read follows the history (see
+        // Hub::begin_join); a history still short of it (too many came
+        // meanwhile, or the stream started over) is read again.
         for _ in 0..MAX_JOIN_READS {
+            // What the room delivers while the history is read comes after it.
+            hub.begin_join(&room, self.peer.id);
             let (peer, key, hub) = (self.peer.clone(), room.clone(), hub.clone());
             let name = name.clone();
             let handoff = Box::new(move |history: History| {
@@ -339,20 +342,38 @@ impl Session {
             });
             match self.state.store().join(&room, query, handoff).await {
                 Ok(JoinOutcome::Joined) => {
+                    tracing::debug!(conn = self.peer.id, room, ?since, "joined");
                     self.state.hub().presence_changed(&room, Some(&self.peer));
                     self.state.sync().joined(&room);
                     return Ok(());
                 }
-                Ok(JoinOutcome::Stale) => continue,
+                Ok(JoinOutcome::Stale) => {
+                    tracing::debug!(
+                        conn = self.peer.id,
+                        room,
+                        "join: history stale, reading again"
+                    );
+                    continue;
+                }
                 // The room expired in between, or our queue is full (and we
                 // are being closed).
-                Ok(JoinOutcome::Failed) => break,
+                Ok(JoinOutcome::Failed) => {
+                    tracing::warn!(conn = self.peer.id, room, "join: room gone or queue full");
+                    break;
+                }
                 Err(e) => {
+                    // Not a member: stop recording for this join.
+                    self.state.hub().leave(&room, self.peer.id);
                     tracing::error!(error = %e, room, "join: store failed");
                     return Err(Refused::internal());
                 }
             }
         }
+        tracing::warn!(
+            conn = self.peer.id,
+            room,
+            "join failed; the client is told to join again"
+        );
         Err(Refused::new(
             error_code::INTERNAL,
             "join failed; join again",

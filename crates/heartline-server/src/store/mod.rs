@@ -73,7 +73,8 @@ pub enum JoinOutcome {
     Failed,
     /// The history was read before messages this process has already
     /// delivered were committed (possible only with several writers, as
-    /// with PostgreSQL): read it again.
+    /// with PostgreSQL), and what the room delivered during the read does
+    /// not cover the difference: read it again.
     Stale,
 }
 
